@@ -1,0 +1,122 @@
+"""Save and load ScoreNet weights as safetensors, with the config and class names in the header."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .config import MODEL_CONFIGS, ScoreNetConfig
+from .errors import CheckpointError
+from .model import ScoreNet
+
+FORMAT = "scorenet-checkpoint-1"
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself."""
+
+    name: str
+    config: ScoreNetConfig
+    class_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    model: ScoreNet,
+    path: str | os.PathLike[str],
+    class_names: list[str],
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write ``model``'s weights and description to ``path`` atomically (temp file, then rename).
+
+    ``metadata`` must be JSON-able (e.g. ``{"mpp": 0.5}``, the resolution the model was trained at).
+    """
+    path = Path(path)
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != model.config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
+    header = {
+        "format": FORMAT,
+        "name": model.name,
+        "config": json.dumps(model.config.to_dict()),
+        "class_names": json.dumps(class_names),
+        "metadata": json.dumps(metadata or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """The checkpoint's header only (no weights loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint file not found", path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"not a readable safetensors checkpoint ({err})", path) from err
+    if header.get("format") != FORMAT:
+        raise CheckpointError("not a ScoreNet checkpoint (no scorenet header in the file)", path)
+    try:
+        config = ScoreNetConfig.from_dict(json.loads(header["config"]))
+        class_names = list(json.loads(header["class_names"]))
+        metadata = dict(json.loads(header.get("metadata", "{}")))
+        name = header["name"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"corrupt checkpoint header ({err})", path) from err
+    if name not in MODEL_CONFIGS:
+        raise CheckpointError(f"unknown model name {name!r} in checkpoint", path)
+    if len(class_names) != config.num_classes:
+        raise CheckpointError(
+            f"checkpoint lists {len(class_names)} class names for {config.num_classes} classes", path
+        )
+    return CheckpointInfo(name=name, config=config, class_names=class_names, metadata=metadata)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    expected_num_classes: int | None = None,
+    expected_name: str | None = None,
+) -> tuple[ScoreNet, CheckpointInfo]:
+    """Rebuild the model stored at ``path`` (in eval mode) and its description.
+
+    Raises ``CheckpointError`` naming the file when it is missing, corrupt, or does not match the
+    expected model name or class count. Never unpickles anything.
+    """
+    info = read_checkpoint_info(path)
+    if expected_name is not None and info.name != expected_name:
+        raise CheckpointError(f"checkpoint holds model {info.name!r}, expected {expected_name!r}", path)
+    if expected_num_classes is not None and info.config.num_classes != expected_num_classes:
+        raise CheckpointError(
+            f"checkpoint has {info.config.num_classes} classes, expected {expected_num_classes}", path
+        )
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"corrupt checkpoint weights ({err})", path) from err
+    model = ScoreNet(info.config, name=info.name)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not match the architecture in the header ({err})", path) from err
+    return model.to(map_location).eval(), info

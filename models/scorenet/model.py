@@ -1,0 +1,143 @@
+"""ScoreNet: a scorer ViT picks the top-K high-resolution regions, two more transformers classify them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _compat  # noqa: F401  (must precede timm)
+from .config import MODEL_CONFIGS, ScoreNetConfig
+from .layers import ClsEncoder, CpvtGapViT
+from .regions import fit_to_grid, gather_regions, grid_size, region_boxes, soft_regions
+from .topk import hard_topk, perturbed_topk
+
+
+@dataclass
+class ScoreNetOutput:
+    """What one forward pass returns (see docs/dev/contracts.md)."""
+
+    logits: torch.Tensor  # (B, C)
+    distribution: torch.Tensor  # (B, gh, gw), sums to 1
+    indices: torch.Tensor  # (B, K) long, row-major in the grid, increasing
+    scores: torch.Tensor  # (B, K) distribution values of the selected regions
+    features: torch.Tensor  # (B, D) concatenated [CLS] states
+    boxes: torch.Tensor  # (B, K, 4) float (x0, y0, x1, y1) in input pixels
+
+
+def _vit(cfg: ScoreNetConfig) -> CpvtGapViT:
+    return CpvtGapViT(
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio,
+        num_cls_tokens=cfg.num_cls_tokens,
+        drop_rate=cfg.drop_rate,
+        attn_drop_rate=cfg.attn_drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+    )
+
+
+class ScoreNet(nn.Module):
+    """Two-stage ViT (paper Sec. 3.1). ``train()`` selects regions with the perturbed top-K,
+    ``eval()`` with the hard top-K."""
+
+    def __init__(self, config: ScoreNetConfig, name: str = "scorenet") -> None:
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.scorer = _vit(config)
+        # learnable weight of each head's [CLS] row in the semantic distribution (paper Sec. 3.1)
+        self.head_weights = nn.Parameter(torch.full((config.num_heads,), 1.0 / config.num_heads))
+        self.local_vit = _vit(config)
+        self.global_encoder = ClsEncoder(
+            embed_dim=config.embed_dim,
+            depth=config.global_depth,
+            num_heads=config.global_num_heads,
+            mlp_ratio=config.global_mlp_ratio,
+            drop_rate=config.drop_rate,
+            attn_drop_rate=config.attn_drop_rate,
+            drop_path_rate=config.drop_path_rate,
+        )
+        self.head = nn.Linear(config.feature_dim, config.num_classes)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def grid_size(self, h: int, w: int) -> tuple[int, int]:
+        """Region grid (gh, gw) used for an input of h x w pixels (also the distribution's shape)."""
+        return grid_size(h, w, self.config.region_size, self.config.top_k)
+
+    def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Float [0, 1] images on the grid (B, 3, gh*P_h, gw*P_h), not yet normalised."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        dtype = self.mean.dtype
+        images = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        grid = self.grid_size(*images.shape[-2:])
+        return fit_to_grid(images, grid, self.config.region_size), grid
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def _score(self, images: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
+        low = F.avg_pool2d(images, kernel_size=self.config.downscale)
+        cls, logits = self.scorer(self._normalize(low), return_cls_logits=True)
+        # heads combined on the pre-softmax logits, then one softmax over the patches (Eq. 3)
+        combined = torch.einsum("bhn,h->bn", logits, self.head_weights.to(logits.dtype))
+        return cls, combined.softmax(dim=-1)
+
+    def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
+        """P_patch (B, gh, gw) from the scorer alone; sums to 1 per image."""
+        fitted, grid = self._prepare(images)
+        _, dist = self._score(fitted, grid)
+        return dist.view(-1, *grid)
+
+    def forward(self, images: torch.Tensor) -> ScoreNetOutput:
+        cfg = self.config
+        height, width = images.shape[-2:]
+        fitted, grid = self._prepare(images)
+        scorer_cls, dist = self._score(fitted, grid)
+        k = cfg.top_k
+        indices = hard_topk(dist.detach(), k)
+        if self.training:
+            # noise relative to the uniform probability 1/N, so sigma means the same at every image size
+            indicators = perturbed_topk(dist * dist.shape[1], k, cfg.sigma, cfg.num_samples)
+            regions = soft_regions(fitted, indicators, grid, cfg.region_size)
+        else:
+            regions = gather_regions(fitted, indices, grid, cfg.region_size)
+        b = images.shape[0]
+        region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
+        global_cls = self.global_encoder(region_cls.view(b, k, -1))
+        last_x = scorer_cls[:, -cfg.scorer_cls_in_head :].flatten(1)
+        last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
+        features = torch.cat([last_x, last_y], dim=1)
+        scale = (width / (grid[1] * cfg.region_size), height / (grid[0] * cfg.region_size))
+        return ScoreNetOutput(
+            logits=self.head(features),
+            distribution=dist.view(b, *grid),
+            indices=indices,
+            scores=dist.detach().gather(1, indices) if not self.training else dist.gather(1, indices),
+            features=features,
+            boxes=region_boxes(indices, grid, cfg.region_size, scale).to(images.device),
+        )
+
+
+def build_model(name: str, num_classes: int, **overrides: Any) -> ScoreNet:
+    """A fresh ScoreNet: ``name`` is ``scorenet_4_1`` or ``scorenet_4_3``; overrides set config fields."""
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_CONFIGS))}")
+    config = ScoreNetConfig(**{**MODEL_CONFIGS[name], **overrides, "num_classes": num_classes})
+    return ScoreNet(config, name=name)

@@ -1,0 +1,79 @@
+"""The region grid: fitting an image to it, gathering the selected P_h x P_h regions, their boxes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def grid_size(height: int, width: int, region_size: int, min_regions: int) -> tuple[int, int]:
+    """Regions per column and row (gh, gw) for an image of ``height x width`` pixels.
+
+    The nearest whole number of regions per side (at least 1); when that gives fewer than
+    ``min_regions`` (K) regions, both sides are scaled up by the same factor until gh * gw >= K,
+    keeping the aspect ratio as well as whole regions allow.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height} x {width}")
+    gh_f, gw_f = height / region_size, width / region_size
+    gh, gw = max(1, round(gh_f)), max(1, round(gw_f))
+    if gh * gw < min_regions:
+        scale = math.sqrt(min_regions / (gh_f * gw_f))
+        # ceil of both scaled sides guarantees gh * gw >= gh_f * gw_f * scale^2 = K
+        gh, gw = max(1, math.ceil(gh_f * scale - 1e-9)), max(1, math.ceil(gw_f * scale - 1e-9))
+    return gh, gw
+
+
+def fit_to_grid(images: torch.Tensor, grid: tuple[int, int], region_size: int) -> torch.Tensor:
+    """Float images resized (bilinear, antialiased) to exactly the grid's pixels; a no-op when they fit."""
+    size = (grid[0] * region_size, grid[1] * region_size)
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def region_view(images: torch.Tensor, grid: tuple[int, int], region_size: int) -> torch.Tensor:
+    """(B, C, gh*P, gw*P) -> (B, gh, gw, C, P, P) as a view (no copy) of the regions of the grid."""
+    b, c = images.shape[:2]
+    p = region_size
+    return images.view(b, c, grid[0], p, grid[1], p).permute(0, 2, 4, 1, 3, 5)
+
+
+def gather_regions(
+    images: torch.Tensor, indices: torch.Tensor, grid: tuple[int, int], region_size: int
+) -> torch.Tensor:
+    """Copy only the regions at row-major ``indices`` (B, M): (B, M, C, P, P)."""
+    regions = region_view(images, grid, region_size)
+    batch = torch.arange(images.shape[0], device=images.device).unsqueeze(1)
+    return regions[batch, indices // grid[1], indices % grid[1]]
+
+
+def soft_regions(
+    images: torch.Tensor, indicators: torch.Tensor, grid: tuple[int, int], region_size: int
+) -> torch.Tensor:
+    """X = Y^T P (B, K, C, P, P) for soft indicators Y (B, N, K), differentiable in Y.
+
+    Only the regions with a non-zero weight in some column are gathered (at most S * K per image).
+    """
+    used = indicators.detach().abs().sum(-1) > 0  # (B, N)
+    count = int(used.sum(-1).max())
+    # used regions first; the padding beyond each image's own count gets weight zero below
+    order = torch.argsort(used.to(torch.int8), dim=-1, descending=True, stable=True)[:, :count]
+    valid = used.gather(1, order).to(indicators.dtype)
+    weights = indicators.gather(1, order.unsqueeze(-1).expand(-1, -1, indicators.shape[-1]))
+    weights = weights * valid.unsqueeze(-1)
+    patches = gather_regions(images, order, grid, region_size)
+    return torch.einsum("bmk,bmchw->bkchw", weights, patches.to(weights.dtype))
+
+
+def region_boxes(
+    indices: torch.Tensor, grid: tuple[int, int], region_size: int, scale_xy: tuple[float, float]
+) -> torch.Tensor:
+    """Boxes (B, K, 4) ``(x0, y0, x1, y1)`` of the regions, in input pixels (grid pixels * scale)."""
+    rows = (indices // grid[1]).float()
+    cols = (indices % grid[1]).float()
+    sx, sy = scale_xy
+    p = float(region_size)
+    return torch.stack([cols * p * sx, rows * p * sy, (cols + 1) * p * sx, (rows + 1) * p * sy], dim=-1)
