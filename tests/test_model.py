@@ -1,0 +1,157 @@
+"""ScoreNet forward pass, region selection and gradients, on a real H&E tile."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scorenet.config import ScoreNetConfig
+from scorenet.model import ScoreNet, build_model
+from scorenet.regions import gather_regions, grid_size, soft_regions
+
+
+@pytest.fixture(scope="module")
+def tile(tiles_dir) -> torch.Tensor:
+    """The real 1500 x 1500 H&E tile as (1, 3, H, W) uint8."""
+    rgb = np.asarray(Image.open(tiles_dir / "hgsc_nest.jpg").convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def _resized(tile: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return F.interpolate(tile.float() / 255, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def model() -> ScoreNet:
+    torch.manual_seed(0)
+    return build_model("scorenet_4_3", num_classes=7).eval()
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "grid"), [(1536, 2048, (12, 16)), (1000, 1300, (8, 10)), (256, 256, (5, 5))]
+)
+def test_output_shapes_and_invariants(model, tile, h, w, grid):
+    images = _resized(tile, h, w).expand(2, -1, -1, -1)
+    with torch.inference_mode():
+        out = model(images)
+    k = model.config.top_k
+    assert model.grid_size(h, w) == grid
+    assert out.logits.shape == (2, 7)
+    assert out.features.shape == (2, 96 * (4 + 3))
+    assert out.distribution.shape == (2, *grid)
+    torch.testing.assert_close(out.distribution.sum((1, 2)), torch.ones(2))
+    assert out.indices.dtype == torch.long and out.indices.shape == (2, k)
+    assert torch.all(out.indices[:, 1:] > out.indices[:, :-1])
+    torch.testing.assert_close(out.scores, out.distribution.flatten(1).gather(1, out.indices))
+    # the selected scores are the K largest of the distribution
+    assert out.scores.min() >= out.distribution.flatten(1).topk(k).values.min()
+    assert out.boxes.shape == (2, k, 4)
+    assert out.boxes[..., 0].min() >= 0 and out.boxes[..., 1].min() >= 0
+    assert out.boxes[..., 2].max() <= w + 1e-3 and out.boxes[..., 3].max() <= h + 1e-3
+    torch.testing.assert_close(out.boxes[..., 2] - out.boxes[..., 0], torch.full((2, k), w / grid[1]))
+    torch.testing.assert_close(out.boxes[..., 3] - out.boxes[..., 1], torch.full((2, k), h / grid[0]))
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (100, 3000), (129, 130), (777, 555), (4000, 64)])
+def test_grid_has_at_least_k_regions_and_keeps_the_aspect(h, w):
+    gh, gw = grid_size(h, w, 128, 20)
+    assert gh * gw >= 20
+    if min(h, w) >= 128:
+        assert abs(np.log((gh / gw) / (h / w))) < 0.5
+
+
+def test_hard_regions_are_crops_of_the_input(model, tile):
+    images = _resized(tile, 1536, 2048)
+    with torch.inference_mode():
+        out = model(images)
+    regions = gather_regions(images, out.indices, model.grid_size(1536, 2048), 128)
+    for region, box in zip(regions[0], out.boxes[0].long(), strict=True):
+        x0, y0, x1, y1 = box.tolist()
+        assert torch.equal(region, images[0, :, y0:y1, x0:x1])
+
+
+def test_soft_regions_equal_dense_product():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 4 * 8, 5 * 8, generator=gen)
+    indicators = torch.zeros(2, 20, 3)
+    indicators[0, [1, 7, 19], [0, 1, 2]] = torch.tensor([0.5, 1.0, 0.25])
+    indicators[0, 3, 0] = 0.5
+    indicators[1, 2:17, :] = torch.rand(15, 3, generator=gen)  # many more used regions than image 0
+    dense = images.view(2, 3, 4, 8, 5, 8).permute(0, 2, 4, 1, 3, 5).reshape(2, 20, 3, 8, 8)
+    expected = torch.einsum("bnk,bnchw->bkchw", indicators, dense)
+    torch.testing.assert_close(soft_regions(images, indicators, (4, 5), 8), expected)
+
+
+def test_uint8_and_float_inputs_agree(model, tile):
+    images = tile[..., :512, :640]
+    with torch.inference_mode():
+        a = model(images)
+        b = model(images.float() / 255)
+    torch.testing.assert_close(a.logits, b.logits)
+    assert torch.equal(a.indices, b.indices)
+
+
+def test_semantic_distribution_matches_forward(model, tile):
+    images = _resized(tile, 1000, 1300)
+    with torch.inference_mode():
+        dist = model.semantic_distribution(images)
+        out = model(images)
+    torch.testing.assert_close(dist, out.distribution)
+
+
+def test_classification_loss_trains_the_scorer_only_in_train_mode(tile):
+    torch.manual_seed(0)
+    model = build_model("scorenet_4_1", num_classes=3, num_samples=50)
+    images = _resized(tile, 768, 1024)  # 48 regions: K = 20 of them is a real choice
+    target = torch.tensor([1])
+    model.train()
+    F.cross_entropy(model(images).logits, target).backward()
+    # head_weights act only through the semantic distribution, so only the top-K gradient reaches them
+    assert model.head_weights.grad is not None and model.head_weights.grad.abs().sum() > 0
+    assert model.scorer.patch_embed.proj.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    F.cross_entropy(model(images).logits, target).backward()
+    assert model.head_weights.grad is None or model.head_weights.grad.abs().sum() == 0
+    assert model.local_vit.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def _shuffle_patches(low: torch.Tensor, perm: torch.Tensor, grid: tuple[int, int], p: int) -> torch.Tensor:
+    b, c = low.shape[:2]
+    patches = low.view(b, c, grid[0], p, grid[1], p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c, p, p)
+    patches = patches[:, perm].view(b, *grid, c, p, p)
+    return patches.permute(0, 3, 1, 4, 2, 5).reshape_as(low)
+
+
+def test_scorer_cls_depends_on_token_order(model, tile):
+    low = _resized(tile, 4 * 16, 5 * 16)
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
+    shuffled = _shuffle_patches(low, perm, (4, 5), 16)
+    with torch.inference_mode():
+        assert not torch.allclose(model.scorer(low), model.scorer(shuffled), atol=1e-4)
+        # control: without the PEG the scorer is blind to order, so the test can tell the difference
+        no_peg = build_model("scorenet_4_3", num_classes=7).eval()
+        no_peg.load_state_dict(model.state_dict())
+        torch.nn.init.zeros_(no_peg.scorer.pos_conv.proj.weight)
+        torch.nn.init.zeros_(no_peg.scorer.pos_conv.proj.bias)
+        torch.testing.assert_close(no_peg.scorer(low), no_peg.scorer(shuffled), atol=1e-5, rtol=1e-5)
+
+
+def test_config_round_trips_through_json():
+    config = build_model("scorenet_4_3", num_classes=4, top_k=8, sigma=0.1).config
+    again = ScoreNetConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert again.global_cls_in_head == 3 and again.top_k == 8
+
+
+def test_build_model_rejects_unknown_names_and_fields():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("scorenet_9_9", num_classes=2)
+    with pytest.raises(TypeError):
+        build_model("scorenet_4_1", num_classes=2, no_such_field=1)
+    with pytest.raises(ValueError, match="scorer_cls_in_head"):
+        build_model("scorenet_4_1", num_classes=2, num_cls_tokens=2)
