@@ -104,3 +104,20 @@ def test_rejects_bad_arguments():
         perturbed_topk(torch.zeros(1, 4), 5, 0.1, 10)
     with pytest.raises(ValueError, match="sigma"):
         perturbed_topk(torch.zeros(1, 4), 2, 0.0, 10)
+
+
+def test_published_backward_equals_its_dense_formula():
+    # grad[b, n] = sum_{s,k} G[b, n, k] Y_s[b, n, k] Z_s[b, n] / (S sigma), from dense one-hot samples
+    b, n, k, num_samples, sigma = 2, 9, 3, 64, 0.3
+    scores = torch.randn(b, n, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(b, n, k, dtype=torch.float64)
+    y = perturbed_topk(
+        scores, k, sigma, num_samples, generator=torch.Generator().manual_seed(4), published_backward=True
+    )
+    (y * upstream).sum().backward()
+    noise = torch.randn((b, num_samples, n), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    samples = torch.nn.functional.one_hot(hard_topk(scores.detach()[:, None] + sigma * noise, k), n)
+    samples = samples.transpose(2, 3).double()  # (B, S, N, K)
+    torch.testing.assert_close(samples.mean(1), y.detach())
+    expected = torch.einsum("bnk,bsnk,bsn->bn", upstream, samples, noise) / (num_samples * sigma)
+    torch.testing.assert_close(scores.grad, expected)

@@ -84,7 +84,7 @@ class ScoreNet(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         dtype = self.mean.dtype
-        images = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
         grid = self.grid_size(*images.shape[-2:])
         return fit_to_grid(images, grid, self.config.region_size), grid
 
@@ -129,7 +129,7 @@ class ScoreNet(nn.Module):
             logits=self.head(features),
             distribution=dist.view(b, *grid),
             indices=indices,
-            scores=dist.detach().gather(1, indices) if not self.training else dist.gather(1, indices),
+            scores=dist.gather(1, indices),
             features=features,
             boxes=region_boxes(indices, grid, cfg.region_size, scale).to(images.device),
         )
