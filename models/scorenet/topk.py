@@ -35,9 +35,10 @@ class _PerturbedTopK(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, k, sigma, num_samples, generator, published_backward):
         b, n = scores.shape
-        noise = torch.randn(
-            (b, num_samples, n), generator=generator, dtype=scores.dtype, device=scores.device
-        )
+        # drawn where the generator lives, so a CPU generator also reproduces GPU runs
+        device = generator.device if generator is not None else scores.device
+        noise = torch.randn((b, num_samples, n), generator=generator, dtype=scores.dtype, device=device)
+        noise = noise.to(scores.device)
         indices = hard_topk(scores.detach().unsqueeze(1) + sigma * noise, k)  # (B, S, K)
         ctx.save_for_backward(noise, indices)
         ctx.sigma = sigma
