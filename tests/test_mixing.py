@@ -1,0 +1,290 @@
+"""ScoreMix, CutMix and SaliencyMix: pixels, labels, boxes and the sampling laws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+from scorenet.errors import ScoreNetInputError
+from scorenet.mixing import (
+    MixBatchTransform,
+    box_mass,
+    cutmix,
+    saliency_peak,
+    saliencymix,
+    scoremix,
+)
+from torch import nn
+
+METHODS = {"scoremix": scoremix, "cutmix": cutmix, "saliencymix": saliencymix}
+# (source (H, W), source grid, target (H, W), target grid): equal, then different sizes and aspect ratios
+SHAPES = [
+    ((64, 64), (4, 4), (64, 64), (4, 4)),
+    ((48, 80), (3, 5), (96, 64), (6, 4)),
+    ((30, 200), (2, 8), (120, 90), (5, 3)),
+]
+
+
+def _one_hot(indices: list[int], num_classes: int = 4) -> torch.Tensor:
+    return torch.eye(num_classes)[indices]
+
+
+def _random_distribution(batch: int, grid: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    logits = 3 * torch.randn(batch, grid[0] * grid[1], generator=generator)
+    return logits.softmax(dim=1).view(batch, *grid)
+
+
+def _mix(method: str, shapes, batch: int = 6, seed: int = 0, lam=None):
+    (source_hw, source_grid, target_hw, target_grid) = shapes
+    g = torch.Generator().manual_seed(seed)
+    source = torch.rand(batch, 3, *source_hw, generator=g)
+    target = torch.rand(batch, 3, *target_hw, generator=g)
+    source_dist = _random_distribution(batch, source_grid, g)
+    target_dist = _random_distribution(batch, target_grid, g)
+    source_labels = _one_hot([b % 4 for b in range(batch)])
+    target_labels = _one_hot([(b + 1) % 4 for b in range(batch)])
+    result = METHODS[method](
+        source, target, source_dist, target_dist, source_labels, target_labels, lam=lam, generator=g
+    )
+    return source, target, source_labels, target_labels, result
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_mix_copies_source_box_and_keeps_the_rest_of_the_target(method, shapes):
+    source, target, source_labels, target_labels, result = _mix(method, shapes)
+    assert result.images.shape == target.shape
+    for b in range(target.shape[0]):
+        cx0, cy0, cx1, cy1 = result.cut_boxes[b].tolist()
+        px0, py0, px1, py1 = result.paste_boxes[b].tolist()
+        # boxes inside their images, with the same pixel size in both
+        assert 0 <= cx0 < cx1 <= source.shape[-1] and 0 <= cy0 < cy1 <= source.shape[-2]
+        assert 0 <= px0 < px1 <= target.shape[-1] and 0 <= py0 < py1 <= target.shape[-2]
+        assert (cx1 - cx0, cy1 - cy0) == (px1 - px0, py1 - py0)
+        assert torch.equal(result.images[b, :, py0:py1, px0:px1], source[b, :, cy0:cy1, cx0:cx1])
+        outside = torch.ones(target.shape[-2:], dtype=torch.bool)
+        outside[py0:py1, px0:px1] = False
+        assert torch.equal(result.images[b][:, outside], target[b][:, outside])
+        kept = outside.sum().item() / outside.numel()
+        assert result.lam[b].item() == pytest.approx(kept, abs=1e-6)
+    expected = result.lam[:, None] * target_labels + (1 - result.lam[:, None]) * source_labels
+    torch.testing.assert_close(result.labels, expected)
+    torch.testing.assert_close(result.labels.sum(dim=1), torch.ones(target.shape[0]))
+
+
+def test_box_size_follows_lam_in_target_patches():
+    # 1 - lam = 0.25 of a 4 x 4 grid of 16-pixel patches: a 2 x 2-patch box of 32 x 32 pixels
+    *_, result = _mix("scoremix", SHAPES[0], lam=0.75)
+    sizes = result.paste_boxes[:, 2:] - result.paste_boxes[:, :2]
+    assert (sizes == 32).all()
+    torch.testing.assert_close(result.lam, torch.full((6,), 0.75))
+
+
+def test_all_methods_draw_the_same_box_sizes():
+    sizes = {}
+    for method in METHODS:
+        *_, result = _mix(method, SHAPES[1], batch=16, seed=3)
+        sizes[method] = result.paste_boxes[:, 2:] - result.paste_boxes[:, :2]
+    assert torch.equal(sizes["scoremix"], sizes["cutmix"])
+    assert torch.equal(sizes["scoremix"], sizes["saliencymix"])
+    assert len({tuple(s) for s in sizes["scoremix"].tolist()}) > 3  # sizes vary with lam
+
+
+def test_same_seed_same_mix_and_other_seed_other_mix():
+    first = _mix("scoremix", SHAPES[1], seed=5)[-1]
+    again = _mix("scoremix", SHAPES[1], seed=5)[-1]
+    assert torch.equal(first.images, again.images) and torch.equal(first.cut_boxes, again.cut_boxes)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    inputs = _mix("scoremix", SHAPES[1], seed=5)[:4]
+    dist = torch.full((6, 3, 5), 1 / 15)
+    tdist = torch.full((6, 6, 4), 1 / 24)
+    a = scoremix(inputs[0], inputs[1], dist, tdist, inputs[2], inputs[3], generator=g1)
+    b = scoremix(inputs[0], inputs[1], dist, tdist, inputs[2], inputs[3], generator=g2)
+    assert not torch.equal(a.paste_boxes, b.paste_boxes)
+
+
+def test_box_mass_is_the_sum_of_the_box():
+    g = torch.Generator().manual_seed(0)
+    dist = _random_distribution(2, (5, 7), g)
+    mass = box_mass(dist, (2, 3))
+    assert mass.shape == (2, 4, 5)
+    for b, i, j in [(0, 0, 0), (1, 3, 4), (0, 2, 1)]:
+        assert mass[b, i, j].item() == pytest.approx(dist[b, i : i + 2, j : j + 3].sum().item(), rel=1e-5)
+
+
+def _expected_box_law(dist: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    rows, cols = dist.shape[0] - box[0] + 1, dist.shape[1] - box[1] + 1
+    return np.array([[dist[i : i + box[0], j : j + box[1]].sum() for j in range(cols)] for i in range(rows)])
+
+
+@pytest.mark.parametrize("side", ["cut", "paste"])
+def test_scoremix_locations_follow_the_box_distributions(side):
+    # 4 x 5 grid of 8-pixel patches, box of 2 x 2 patches (lam = 1 - 4 / 20): 3 x 4 = 12 positions
+    draws = 2400
+    g = torch.Generator().manual_seed(11)
+    dist = _random_distribution(1, (4, 5), g)[0]
+    images = torch.zeros(draws, 1, 32, 40)
+    labels = _one_hot([0] * draws)
+    dists = dist.expand(draws, 4, 5)
+    result = scoremix(images, images, dists, dists, labels, labels, lam=0.8, generator=g)
+    boxes = result.cut_boxes if side == "cut" else result.paste_boxes
+    assert ((boxes[:, 2:] - boxes[:, :2]) == 16).all()
+    positions = (boxes[:, 1] // 8) * 4 + boxes[:, 0] // 8
+    observed = np.bincount(positions.numpy(), minlength=12)
+    mass = _expected_box_law(dist.double().numpy(), (2, 2)).ravel()
+    law = mass if side == "cut" else 1 - mass
+    expected = draws * law / law.sum()
+    assert chisquare(observed, expected).pvalue > 1e-3
+    # the law is far from uniform, so the test tells them apart
+    assert chisquare(observed, np.full(12, draws / 12)).pvalue < 1e-6
+
+
+def test_concentrated_distributions_steer_cut_and_paste():
+    batch = 64
+    g = torch.Generator().manual_seed(4)
+    source = torch.rand(batch, 3, 48, 64, generator=g)
+    target = torch.rand(batch, 3, 60, 60, generator=g)
+    source_dist = torch.zeros(batch, 3, 4)
+    source_dist[:, 1, 2] = 1.0  # pixels y 16..32, x 32..48
+    target_dist = torch.zeros(batch, 5, 5)
+    target_dist[:, 2, 2] = 1.0  # pixels y 24..36, x 24..36
+    labels = _one_hot([0] * batch)
+    lam = torch.linspace(0.3, 0.98, batch)
+    result = scoremix(source, target, source_dist, target_dist, labels, labels, lam=lam, generator=g)
+    for (cx0, cy0, cx1, cy1), (px0, py0, px1, py1) in zip(
+        result.cut_boxes.tolist(), result.paste_boxes.tolist(), strict=True
+    ):
+        # the cut box covers the semantic patch along each side at least one patch (16 px) long
+        assert (cx0 <= 32 and cx1 >= 48) if cx1 - cx0 >= 16 else (32 <= cx0 and cx1 <= 48)
+        assert (cy0 <= 16 and cy1 >= 32) if cy1 - cy0 >= 16 else (16 <= cy0 and cy1 <= 32)
+        overlaps = px0 < 36 and px1 > 24 and py0 < 36 and py1 > 24
+        # a box can miss the centre patch only if it is at most 2 patches (24 px) high or wide
+        if min(px1 - px0, py1 - py0) <= 24:
+            assert not overlaps
+
+
+def test_saliencymix_centres_the_box_on_a_planted_salient_blob():
+    source = torch.full((2, 3, 96, 128), 0.8)
+    source[0, :, 60:70, 20:30] = 0.0
+    source[1, :, 10:18, 90:100] = 0.1
+    target = torch.rand(2, 3, 96, 128)
+    labels = _one_hot([0, 1])
+    result = saliencymix(source, target, None, None, labels, labels, lam=0.9)
+    for b, (blob_rows, blob_cols) in enumerate([((60, 70), (20, 30)), ((10, 18), (90, 100))]):
+        row, col = saliency_peak(source[b])
+        assert blob_rows[0] - 4 <= row < blob_rows[1] + 4 and blob_cols[0] - 4 <= col < blob_cols[1] + 4
+        x0, y0, x1, y1 = result.cut_boxes[b].tolist()
+        assert abs((x0 + x1) / 2 - col) <= 0.5 and abs((y0 + y1) / 2 - row) <= 0.5
+    # the paste box sits where the cut box was, as in the original SaliencyMix
+    assert torch.equal(result.cut_boxes, result.paste_boxes)
+
+
+def test_saliencymix_box_moves_inside_the_image_at_the_border():
+    source = torch.full((1, 3, 64, 64), 0.8)
+    source[0, :, 0:6, 58:64] = 0.0
+    labels = _one_hot([0])
+    result = saliencymix(source, torch.rand(1, 3, 64, 64), None, None, labels, labels, lam=0.75)
+    x0, y0, x1, y1 = result.cut_boxes[0].tolist()
+    assert (x1 - x0, y1 - y0) == (32, 32) and x1 == 64 and y0 == 0
+
+
+def test_invalid_inputs_are_rejected():
+    images = torch.rand(2, 3, 32, 32)
+    labels = _one_hot([0, 1])
+    with pytest.raises(ValueError, match="source_distribution"):
+        scoremix(images, images, torch.rand(2, 4), torch.rand(2, 4, 4), labels, labels)
+    with pytest.raises(ValueError, match="lam"):
+        cutmix(images, images, None, None, labels, labels, lam=1.5)
+    with pytest.raises(ValueError, match="target_labels"):
+        cutmix(images, images, None, None, labels, labels[:1])
+    with pytest.raises(ScoreNetInputError, match="unknown mixing method 'mixup'"):
+        MixBatchTransform("mixup")
+    with pytest.raises(ScoreNetInputError, match="needs the model"):
+        MixBatchTransform("scoremix")
+
+
+class PeakedScorer(nn.Module):
+    """Stand-in scorer: all the semantic mass on one patch of a 4 x 4 grid; records its calls."""
+
+    def __init__(self, row: int, col: int) -> None:
+        super().__init__()
+        self.peak = (row, col)
+        self.grad_enabled: list[bool] = []
+
+    def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
+        self.grad_enabled.append(torch.is_grad_enabled())
+        dist = torch.zeros(images.shape[0], 4, 4, device=images.device)
+        dist[:, self.peak[0], self.peak[1]] = 1.0
+        return dist
+
+
+def _flat_colour_batch(batch: int, size: tuple[int, int] = (64, 64)) -> torch.Tensor:
+    # image b is a flat grey of level b / batch, so every pixel tells which image it came from
+    return (torch.arange(batch, dtype=torch.float32) / batch).view(batch, 1, 1, 1).expand(batch, 3, *size)
+
+
+def _assert_labels_match_pixels(images: torch.Tensor, labels: torch.Tensor) -> None:
+    batch = images.shape[0]
+    origin = (images[:, 0] * batch).round().long()  # (B, H, W) index of the source image of each pixel
+    for b in range(batch):
+        fractions = torch.bincount(origin[b].flatten(), minlength=batch).float() / origin[b].numel()
+        torch.testing.assert_close(labels[b], fractions)
+
+
+@pytest.mark.parametrize("method", ["scoremix", "cutmix", "saliencymix"])
+def test_batch_transform_labels_match_the_pixels(method):
+    batch = 8
+    scorer = PeakedScorer(1, 2)
+    transform = MixBatchTransform(
+        method, model=scorer, generator=torch.Generator().manual_seed(0), num_classes=batch
+    )
+    images = _flat_colour_batch(batch)
+    mixed, labels = transform(images, torch.arange(batch))
+    assert labels.shape == (batch, batch) and labels.dtype == torch.float32
+    _assert_labels_match_pixels(mixed, labels)
+    assert (labels.max(dim=1).values < 1).sum() >= batch // 2  # most images did get mixed
+    if method == "scoremix":
+        assert scorer.grad_enabled == [False]
+        # a box of at most 8 of the 16 patches is at most 2 patches high or wide, so it can avoid
+        # the target's semantic patch (rows 16..32, cols 32..48) and does
+        small = labels[torch.arange(batch), torch.arange(batch)] >= 0.5
+        assert small.any()
+        centre = mixed[small, 0, 24, 40]
+        torch.testing.assert_close(centre, images[small, 0, 24, 40])
+
+
+def test_batch_transform_none_and_probability_zero_keep_the_batch():
+    images = _flat_colour_batch(4)
+    soft = torch.tensor([[0.2, 0.8], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    for transform in (MixBatchTransform("none"), MixBatchTransform("cutmix", prob=0.0)):
+        out, labels = transform(images, soft)
+        assert torch.equal(out, images) and torch.equal(labels, soft)
+    with pytest.raises(ValueError, match="num_classes"):
+        MixBatchTransform("cutmix")(images, torch.tensor([0, 1, 0, 1]))
+
+
+def test_batch_transform_with_a_real_scorenet():
+    from scorenet import build_model
+
+    torch.manual_seed(0)
+    model = build_model(
+        "scorenet_4_1",
+        num_classes=5,
+        downscale=2,
+        patch_size=8,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        num_cls_tokens=1,
+        scorer_cls_in_head=1,
+        global_depth=1,
+        global_num_heads=2,
+        top_k=2,
+        num_samples=4,
+    )
+    transform = MixBatchTransform("scoremix", model=model, generator=torch.Generator().manual_seed(1))
+    images = _flat_colour_batch(5, (64, 96))
+    mixed, labels = transform(images, torch.arange(5))
+    assert labels.shape == (5, 5) and not labels.requires_grad
+    _assert_labels_match_pixels(mixed, labels)
