@@ -105,8 +105,9 @@ def test_semantic_distribution_matches_forward(model, tile):
 
 def test_classification_loss_trains_the_scorer_only_in_train_mode(tile):
     torch.manual_seed(0)
-    model = build_model("scorenet_4_1", num_classes=3, num_samples=50)
-    images = _resized(tile, 768, 1024)  # 48 regions: K = 20 of them is a real choice
+    small = {"depth": 2, "num_cls_tokens": 1, "scorer_cls_in_head": 1, "global_depth": 1, "top_k": 6}
+    model = build_model("scorenet_4_1", num_classes=3, num_samples=50, **small)
+    images = _resized(tile, 384, 512)  # 12 regions: K = 6 of them is a real choice
     target = torch.tensor([1])
     model.train()
     F.cross_entropy(model(images).logits, target).backward()
@@ -155,3 +156,14 @@ def test_build_model_rejects_unknown_names_and_fields():
         build_model("scorenet_4_1", num_classes=2, no_such_field=1)
     with pytest.raises(ValueError, match="scorer_cls_in_head"):
         build_model("scorenet_4_1", num_classes=2, num_cls_tokens=2)
+
+
+def test_cls_logits_are_the_cls_row_of_the_full_attention():
+    from scorenet.layers import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(dim=32, num_heads=4)
+    x = torch.randn(2, 11, 32)
+    q, k, _ = attn.qkv(x).reshape(2, 11, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    full = (q @ k.transpose(-2, -1)) * 8**-0.5  # (B, heads, 11, 11)
+    torch.testing.assert_close(attn.cls_logits(x), full[:, :, 0, 1:])
