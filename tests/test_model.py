@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from scorenet.config import ScoreNetConfig
+from scorenet.layers import Attention
 from scorenet.model import ScoreNet, build_model
 from scorenet.regions import gather_regions, grid_size, soft_regions
 
@@ -159,8 +160,6 @@ def test_build_model_rejects_unknown_names_and_fields():
 
 
 def test_cls_logits_are_the_cls_row_of_the_full_attention():
-    from scorenet.layers import Attention
-
     torch.manual_seed(0)
     attn = Attention(dim=32, num_heads=4)
     x = torch.randn(2, 11, 32)

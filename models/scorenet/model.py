@@ -91,7 +91,7 @@ class ScoreNet(nn.Module):
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
-    def _score(self, images: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
         low = F.avg_pool2d(images, kernel_size=self.config.downscale)
         cls, logits = self.scorer(self._normalize(low), return_cls_logits=True)
@@ -102,14 +102,14 @@ class ScoreNet(nn.Module):
     def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
         """P_patch (B, gh, gw) from the scorer alone; sums to 1 per image."""
         fitted, grid = self._prepare(images)
-        _, dist = self._score(fitted, grid)
+        _, dist = self._score(fitted)
         return dist.view(-1, *grid)
 
     def forward(self, images: torch.Tensor) -> ScoreNetOutput:
         cfg = self.config
         height, width = images.shape[-2:]
         fitted, grid = self._prepare(images)
-        scorer_cls, dist = self._score(fitted, grid)
+        scorer_cls, dist = self._score(fitted)
         k = cfg.top_k
         indices = hard_topk(dist.detach(), k)
         if self.training:
