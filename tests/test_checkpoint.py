@@ -111,3 +111,9 @@ def test_refuses_corrupt_header(saved, tmp_path, model):
 def _header(path) -> dict[str, str]:
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata())
+
+
+def test_save_refuses_wrong_number_of_class_names(model, tmp_path):
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        save_checkpoint(model, tmp_path / "m.safetensors", ["a", "b"])
+    assert not any(tmp_path.iterdir())

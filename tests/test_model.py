@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,11 @@ def test_cls_logits_are_the_cls_row_of_the_full_attention():
     q, k, _ = attn.qkv(x).reshape(2, 11, 3, 4, 8).permute(2, 0, 3, 1, 4)
     full = (q @ k.transpose(-2, -1)) * 8**-0.5  # (B, heads, 11, 11)
     torch.testing.assert_close(attn.cls_logits(x), full[:, :, 0, 1:])
+
+
+def test_documented_parameter_counts_are_real():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "model.md").read_text()
+    for name in ("scorenet_4_1", "scorenet_4_3"):
+        count = sum(p.numel() for p in build_model(name, num_classes=7).parameters())
+        variant = name.replace("scorenet_", "ScoreNet/").replace("_", "/")
+        assert f"total {variant}, 7 classes** | **{count:,}**" in doc

@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from . import __version__
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .errors import CheckpointError
 from .model import ScoreNet
@@ -46,6 +47,7 @@ def save_checkpoint(
         raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
     header = {
         "format": FORMAT,
+        "scorenet_version": __version__,
         "name": model.name,
         "config": json.dumps(model.config.to_dict()),
         "class_names": json.dumps(class_names),
