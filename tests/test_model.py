@@ -14,6 +14,7 @@ from scorenet.config import ScoreNetConfig
 from scorenet.layers import Attention
 from scorenet.model import ScoreNet, build_model
 from scorenet.regions import gather_regions, grid_size, soft_regions
+from scorenet.topk import hard_topk, perturbed_topk
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +176,22 @@ def test_documented_parameter_counts_are_real():
         count = sum(p.numel() for p in build_model(name, num_classes=7).parameters())
         variant = name.replace("scorenet_", "ScoreNet/").replace("_", "/")
         assert f"total {variant}, 7 classes** | **{count:,}**" in doc
+
+
+def test_perturbed_selection_learns_to_pick_the_informative_regions():
+    # free scores over a 4 x 5 grid; the loss rewards bright regions, and only 3 of them are bright
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(1, 3, 32, 40, generator=gen) * 0.1
+    bright = torch.tensor([2, 11, 17])
+    regions = images.view(1, 3, 4, 8, 5, 8)
+    for i in bright.tolist():
+        regions[:, :, i // 5, :, i % 5, :] += 0.9
+    scores = torch.zeros(1, 20, requires_grad=True)
+    optimizer = torch.optim.Adam([scores], lr=0.1)
+    for _ in range(60):
+        indicators = perturbed_topk(scores, 3, 0.5, 100, generator=gen)
+        loss = -soft_regions(images, indicators, (4, 5), 8).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(hard_topk(scores.detach(), 3)[0], bright)
