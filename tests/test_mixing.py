@@ -136,7 +136,9 @@ def test_scoremix_locations_follow_the_box_distributions(side):
     law = mass if side == "cut" else 1 - mass
     expected = draws * law / law.sum()
     assert chisquare(observed, expected).pvalue > 1e-3
-    # the law is far from uniform, so the test tells them apart
+    # the test tells the law apart from the other side's law and from the uniform one
+    other = 1 - mass if side == "cut" else mass
+    assert chisquare(observed, draws * other / other.sum()).pvalue < 1e-6
     assert chisquare(observed, np.full(12, draws / 12)).pvalue < 1e-6
 
 

@@ -75,18 +75,18 @@ class MixBatchTransform:
             return images, soft
         if self.prob < 1.0 and float(torch.rand(1, generator=self.generator)) >= self.prob:
             return images, soft
-        order = torch.randperm(images.shape[0], generator=self.generator).to(images.device)
+        order = torch.randperm(images.shape[0], generator=self.generator)
         distribution = None
         if self.method == "scoremix":
             with torch.no_grad():
                 distribution = self.model.semantic_distribution(images)
-        source_distribution = None if distribution is None else distribution[order]
+        source_distribution = None if distribution is None else distribution[order.to(distribution.device)]
         result = mix(
-            images[order],
+            images[order.to(images.device)],
             images,
             source_distribution,
             distribution,
-            soft[order],
+            soft[order.to(soft.device)],
             soft,
             generator=self.generator,
         )
