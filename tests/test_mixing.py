@@ -35,11 +35,11 @@ def _random_distribution(batch: int, grid: tuple[int, int], generator: torch.Gen
     return logits.softmax(dim=1).view(batch, *grid)
 
 
-def _mix(method: str, shapes, batch: int = 6, seed: int = 0, lam=None):
+def _mix(method: str, shapes, batch: int = 8, seed: int = 0, lam=None, dtype=torch.float32):
     (source_hw, source_grid, target_hw, target_grid) = shapes
     g = torch.Generator().manual_seed(seed)
-    source = torch.rand(batch, 3, *source_hw, generator=g)
-    target = torch.rand(batch, 3, *target_hw, generator=g)
+    source = (torch.rand(batch, 3, *source_hw, generator=g) * 255).to(dtype)
+    target = (torch.rand(batch, 3, *target_hw, generator=g) * 255).to(dtype)
     source_dist = _random_distribution(batch, source_grid, g)
     target_dist = _random_distribution(batch, target_grid, g)
     source_labels = _one_hot([b % 4 for b in range(batch)])
@@ -52,8 +52,10 @@ def _mix(method: str, shapes, batch: int = 6, seed: int = 0, lam=None):
 
 @pytest.mark.parametrize("shapes", SHAPES)
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_mix_copies_source_box_and_keeps_the_rest_of_the_target(method, shapes):
-    source, target, source_labels, target_labels, result = _mix(method, shapes)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_mix_copies_source_box_and_keeps_the_rest_of_the_target(method, shapes, dtype):
+    source, target, source_labels, target_labels, result = _mix(method, shapes, dtype=dtype)
+    assert result.images.dtype == dtype
     assert result.images.shape == target.shape
     for b in range(target.shape[0]):
         cx0, cy0, cx1, cy1 = result.cut_boxes[b].tolist()
@@ -78,7 +80,7 @@ def test_box_size_follows_lam_in_target_patches():
     *_, result = _mix("scoremix", SHAPES[0], lam=0.75)
     sizes = result.paste_boxes[:, 2:] - result.paste_boxes[:, :2]
     assert (sizes == 32).all()
-    torch.testing.assert_close(result.lam, torch.full((6,), 0.75))
+    torch.testing.assert_close(result.lam, torch.full((8,), 0.75))
 
 
 def test_all_methods_draw_the_same_box_sizes():
@@ -97,8 +99,8 @@ def test_same_seed_same_mix_and_other_seed_other_mix():
     assert torch.equal(first.images, again.images) and torch.equal(first.cut_boxes, again.cut_boxes)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     inputs = _mix("scoremix", SHAPES[1], seed=5)[:4]
-    dist = torch.full((6, 3, 5), 1 / 15)
-    tdist = torch.full((6, 6, 4), 1 / 24)
+    dist = torch.full((8, 3, 5), 1 / 15)
+    tdist = torch.full((8, 6, 4), 1 / 24)
     a = scoremix(inputs[0], inputs[1], dist, tdist, inputs[2], inputs[3], generator=g1)
     b = scoremix(inputs[0], inputs[1], dist, tdist, inputs[2], inputs[3], generator=g2)
     assert not torch.equal(a.paste_boxes, b.paste_boxes)
