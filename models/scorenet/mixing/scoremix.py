@@ -16,7 +16,7 @@ from .boxes import (
 from .paste import MixResult, check_pair, paste
 
 
-def _check_distribution(name: str, distribution: torch.Tensor, images: torch.Tensor) -> None:
+def _check_distribution(name: str, distribution: torch.Tensor | None, images: torch.Tensor) -> None:
     if distribution is None or distribution.ndim != 3 or distribution.shape[0] != images.shape[0]:
         shape = None if distribution is None else tuple(distribution.shape)
         raise ValueError(f"{name} must be (B, gh, gw) with B = {images.shape[0]}, got {shape}")
@@ -28,6 +28,7 @@ def _sample_box(
     distribution: torch.Tensor,
     image_hw: tuple[int, int],
     box_hw: tuple[int, int],
+    *,
     avoid: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
@@ -82,6 +83,6 @@ def scoremix(
     target_distribution = target_distribution.detach().cpu()
     cut, pasted = [], []
     for b, (h, w) in enumerate(sizes.tolist()):
-        cut.append(_sample_box(source_distribution[b], source_hw, (h, w), False, generator))
-        pasted.append(_sample_box(target_distribution[b], target_hw, (h, w), True, generator))
+        cut.append(_sample_box(source_distribution[b], source_hw, (h, w), avoid=False, generator=generator))
+        pasted.append(_sample_box(target_distribution[b], target_hw, (h, w), avoid=True, generator=generator))
     return paste(source, target, torch.stack(cut), torch.stack(pasted), source_labels, target_labels)
