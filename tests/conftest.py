@@ -1,11 +1,10 @@
-"""Shared fixtures: the real data folder and a small torch thread count for 2-core machines."""
+"""Shared fixtures: the real data folder (`$SCORENET_DATA`, default `../shared/data`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from scorenet.paths import data_dir
 
 

@@ -7,10 +7,9 @@ import sys
 
 
 def test_timm_imports_through_compat():
-    from scorenet import _compat
-
     import timm
     import torchvision.transforms.functional as TF
+    from scorenet import _compat
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3)
     assert sum(p.numel() for p in model.parameters()) > 0
