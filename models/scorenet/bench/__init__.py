@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, end-to-end latency, learning with mixing augmentations, planted task."""
