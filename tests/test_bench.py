@@ -1,0 +1,64 @@
+"""The bench command runs tiny configurations end to end and writes valid JSON (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scorenet.bench import end_to_end, main, throughput
+from scorenet.bench.report import format_table
+
+
+def test_throughput_quick_writes_json_with_all_models(tmp_path, data_root, capsys):
+    argv = ["--suite", "throughput", "--quick", "--image-size", "256x384", "--batch-sizes", "1,2"]
+    code = main([*argv, "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "throughput.json").read_text())
+    assert result["suite"] == "throughput" and result["quick"] is True
+    assert "--quick" in result["command"]
+    env = result["environment"]
+    assert env["device"] == "cpu" and env["torch"] and env["timm"] and env["cpu_model"]
+    assert isinstance(env["machine_shared"], bool)
+    rows = result["results"]
+    expected = {(m, b) for m in throughput.MODELS for b in (1, 2)}
+    assert {(r["model"], r["batch_size"]) for r in rows} == expected
+    assert all(r["images_per_s"] > 0 and r["peak_memory_mb"] >= 0 for r in rows)
+    measured = result["ratios"]["measured"]
+    best = result["ratios"]["best_images_per_s"]
+    assert measured["scorenet_over_vit"] == pytest.approx(best["scorenet"] / best["vit"])
+    assert result["ratios"]["paper"]["scorenet_over_vit"] == pytest.approx(335 / 3.8)
+    assert "images_per_s" in capsys.readouterr().out
+
+
+def test_baselines_match_the_paper_configuration():
+    # App. B.1: Swin about 1.77 M parameters; the ViT shares ScoreNet's 96 / 8 / 4 / 2 layout
+    swin = throughput.build("swin", num_classes=4)
+    assert sum(p.numel() for p in swin.parameters()) == pytest.approx(1.77e6, rel=0.01)
+    vit = throughput.build("vit", num_classes=4).model
+    assert vit.patch_embed.patch_size == (16, 16) and len(vit.blocks) == 8 and vit.embed_dim == 96
+
+
+def test_end_to_end_times_every_stage_of_a_real_slide_roi(tmp_path, data_root):
+    assert main(["--suite", "end-to-end", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "end-to-end.json").read_text())
+    assert [r["stage"] for r in result["results"]] == list(end_to_end.STAGES)
+    assert all(r["median_ms"] >= 0 for r in result["results"])
+    assert sum(r["median_ms"] for r in result["results"]) <= result["total_median_ms"] * 1.01
+    assert result["slowest_stage"] in end_to_end.STAGES
+    assert result["input_shape"] == [1, 3, 1536, 2048]
+
+
+def test_bad_options_are_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--suite", "throughput", "--image-size", "big", "--out", str(tmp_path)])
+    assert main(["--suite", "throughput", "--models", "resnet", "--out", str(tmp_path)]) == 2
+    assert "resnet" in capsys.readouterr().err
+    assert not (tmp_path / "throughput.json").exists()
+
+
+def test_format_table_aligns_columns():
+    table = format_table([{"a": 1, "b": 0.123456}, {"a": 100, "b": None}], ["a", "b"])
+    lines = table.splitlines()
+    assert lines[0].split() == ["a", "b"] and lines[2].split() == ["1", "0.123"]
+    assert lines[3].split() == ["100"]
+    assert len({line.index(line.split()[-1]) for line in lines[:3]}) == 1
