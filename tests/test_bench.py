@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from scorenet.bench import end_to_end, main, throughput
 from scorenet.bench.report import format_table
@@ -62,3 +63,22 @@ def test_format_table_aligns_columns():
     assert lines[0].split() == ["a", "b"] and lines[2].split() == ["1", "0.123"]
     assert lines[3].split() == ["100"]
     assert len({line.index(line.split()[-1]) for line in lines[:3]}) == 1
+
+
+def test_region_metrics_score_selection_against_the_planted_mask():
+    from scorenet.bench.learning import region_metrics, region_planted_fraction
+
+    mask = np.zeros((256, 512), dtype=bool)  # a 2 x 4 grid of 128-pixel regions
+    mask[0:128, 128:256] = True  # region 1 fully planted
+    mask[128:160, 384:512] = True  # region 7 a quarter planted
+    mask[0:16, 0:16] = True  # region 0 barely touched
+    fraction = region_planted_fraction(mask, (2, 4))
+    assert fraction[0, 1] == 1.0 and fraction[1, 3] == 0.25 and 0 < fraction[0, 0] < 0.25
+    distribution = np.full((2, 4), 0.1)
+    distribution[0, 1], distribution[1, 3] = 0.3, 0.2
+    in_planted, auc = region_metrics(distribution / distribution.sum(), np.array([1, 2, 7]), mask)
+    assert in_planted == pytest.approx(2 / 3)
+    assert auc == 1.0
+    _, reversed_auc = region_metrics(-distribution, np.array([0]), mask)
+    assert reversed_auc == 0.0
+    assert region_metrics(distribution, np.array([0]), np.zeros_like(mask)) is None
