@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -140,7 +141,7 @@ TABLE_COLUMNS = {
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen suite(s); write ``<out>/<suite>.json`` and print a table. Returns the exit code."""
-    from .report import command_line, environment, format_table, write_result
+    from .report import command_line, environment, format_table, other_busy_processes, write_result
 
     suites = SUITES if args.suite == "all" else (args.suite,)
     failed = []
@@ -157,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{suite}] error: {exc}", file=sys.stderr)
             failed.append(suite)
             continue
+        # other processes seen at the start or at the end mean the timings were taken on a shared machine
+        busy_after = other_busy_processes()
+        env["other_busy_processes"] = sorted(set(env["other_busy_processes"]) | set(busy_after))
+        env["machine_shared"] = bool(env["other_busy_processes"])
+        env["load_average_1min_end"] = round(os.getloadavg()[0], 2)
         command = getattr(args, "command_line", None) or command_line()
         result = {"command": command, "quick": bool(args.quick), "environment": env, **result}
         path = write_result(args.out / f"{suite}.json", result)
