@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..paths import cache_dir
 from . import planted
 
 MIXES = ("none", "cutmix", "saliencymix", "scoremix")
@@ -38,13 +40,13 @@ PAPER = {"topk_in_planted": 0.746, "auc": 0.736, "dataset": "CAMELYON16"}
 class LearningOptions:
     """The grid and the size of each run. Defaults: the full grid, about an hour on a 2-core CPU."""
 
-    work_dir: Path = Path("benchmarks/work/learning")
+    work_dir: Path = field(default_factory=lambda: cache_dir() / "bench-learning")
     mixes: tuple[str, ...] = MIXES
     fractions: tuple[int, ...] = (10, 20, 50, 100)  # percent of the training split
     seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 8
-    counts: dict[str, int] = field(default_factory=lambda: {"train": 60, "val": 24, "test": 36})
+    counts: dict[str, int] = field(default_factory=lambda: {"train": 120, "val": 30, "test": 60})
     task_seed: int = 0
     device: str = "cpu"
     # a 6 x 8 grid at 768 x 1024: K = 8 of 48 regions (K = 20 would select 42 % of the image)
@@ -176,13 +178,15 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_suite(options: LearningOptions) -> dict[str, Any]:
     """Generate the planted task, train and evaluate the whole grid; one JSON-able dict."""
-    task_dir = options.work_dir / "task"
+    counts = "-".join(f"{split}{n}" for split, n in options.counts.items())
+    task_dir = options.work_dir / f"planted-{counts}-seed{options.task_seed}"
     if not (task_dir / "planted.json").is_file():
         planted.write_image_folder(task_dir, options.counts, seed=options.task_seed)
     runs = []
     for mix, fraction, seed in itertools.product(options.mixes, options.fractions, options.seeds):
         start = time.perf_counter()
         run_dir = options.work_dir / "runs" / f"{mix}-{fraction}-{seed}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
         checkpoint = train_run(task_dir, run_dir, mix, fraction, seed, options)
         metrics = evaluate_run(checkpoint, task_dir, options.device)
         runs.append(
