@@ -1,0 +1,312 @@
+"""Whole-slide images and plain images behind one small API, read as RGB numpy arrays.
+
+OpenSlide reads the pyramid formats; plain images (png, jpg, untiled tif) are opened through
+OpenSlide's ``ImageSlide`` so both share one code path. OpenSlide returns RGBA in which alpha 0 marks
+pixels outside the scanned area; they are composited on white, the colour of an empty glass slide.
+This module imports no torch, Qt or napari.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import openslide
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ScoreNetInputError
+
+# formats OpenSlide opens (DICOM: a folder's .dcm files, as OpenSlide supports them)
+SLIDE_SUFFIXES = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".mrxs",
+    ".scn",
+    ".vms",
+    ".vmu",
+    ".bif",
+    ".svslide",
+    ".dcm",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SUPPORTED_SUFFIXES = tuple(sorted(set(SLIDE_SUFFIXES + IMAGE_SUFFIXES)))
+_TIFF_BASED = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide")
+DEFAULT_CHUNK = 512
+
+
+def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA (not premultiplied) to RGB, transparent pixels composited on white."""
+    alpha = rgba[..., 3]
+    if alpha.min(initial=255) == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    a = alpha[..., None].astype(np.uint16)
+    rgb = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return rgb.astype(np.uint8)
+
+
+class _AssociatedImages(Mapping):
+    """Label, macro and thumbnail images, decoded only when asked for."""
+
+    def __init__(self, handle: openslide.AbstractSlide) -> None:
+        self._handle = handle
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return rgba_to_rgb(np.asarray(self._handle.associated_images[name].convert("RGBA")))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handle.associated_images)
+
+    def __len__(self) -> int:
+        return len(self._handle.associated_images)
+
+
+class Slide:
+    """An open slide: level geometry, physical metadata and RGB region reads.
+
+    Coordinates are level-0 pixels ``(x, y)``; sizes are ``(width, height)`` as in OpenSlide.
+    Reads are thread-safe (OpenSlide handles are), so dask and napari may read chunks in parallel.
+    """
+
+    def __init__(self, path: Path, handle: openslide.AbstractSlide) -> None:
+        self.path = path
+        self._handle = handle
+        props = handle.properties
+        self.level_count: int = handle.level_count
+        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(handle.level_dimensions)
+        self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in handle.level_downsamples)
+        self.vendor: str = props.get(openslide.PROPERTY_NAME_VENDOR) or (
+            "image" if isinstance(handle, openslide.ImageSlide) else "unknown"
+        )
+        self.mpp: float | None = _positive_float(props.get(openslide.PROPERTY_NAME_MPP_X))
+        self.objective_power: float | None = _positive_float(
+            props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
+        )
+        self.associated_images: Mapping[str, np.ndarray] = _AssociatedImages(handle)
+        self._tile_sizes = tuple(
+            (
+                int(props.get(f"openslide.level[{i}].tile-width", 0)),
+                int(props.get(f"openslide.level[{i}].tile-height", 0)),
+            )
+            for i in range(self.level_count)
+        )
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 ``(width, height)``."""
+        return self.level_dimensions[0]
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        """All vendor and OpenSlide properties."""
+        return self._handle.properties
+
+    def tile_size(self, level: int) -> tuple[int, int]:
+        """Native ``(width, height)`` of the stored tiles of a level, ``(0, 0)`` when untiled."""
+        return self._tile_sizes[level]
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The coarsest level that is still at least as fine as ``downsample``."""
+        candidates = [i for i, d in enumerate(self.level_downsamples) if d <= downsample * (1 + 1e-6)]
+        return max(candidates) if candidates else 0
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Pixels of ``size`` (w, h) at ``level`` whose top-left is ``location`` in level 0, as RGB."""
+        try:
+            rgba = self._handle.read_region(location, level, size)
+        except openslide.OpenSlideError as err:
+            raise ScoreNetInputError(
+                f"cannot read pixels, the file may be truncated or corrupt ({err})", self.path
+            ) from None
+        return rgba_to_rgb(np.asarray(rgba))
+
+    def metadata(self) -> dict:
+        """What the viewer keeps with the layer: physical size, levels, vendor, path."""
+        return {
+            "path": str(self.path),
+            "mpp": self.mpp,
+            "objective_power": self.objective_power,
+            "level_downsamples": list(self.level_downsamples),
+            "level_dimensions": [list(d) for d in self.level_dimensions],
+            "vendor": self.vendor,
+            "associated_images": list(self.associated_images),
+        }
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, levels={self.level_dimensions}, mpp={self.mpp})"
+
+
+def _positive_float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number and number > 0 else None
+
+
+def _check_tiff_complete(path: Path) -> None:
+    """Refuse a TIFF whose tiles point past the end of the file (an interrupted copy or download).
+
+    OpenSlide opens such files and fails only when the missing tiles are read; checking the offsets
+    in the TIFF directories costs a few milliseconds and no pixel reads.
+    """
+    import tifffile
+
+    size = path.stat().st_size
+    quiet = logging.getLogger("tifffile")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its warnings would repeat what we raise
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) == 0:
+                raise ScoreNetInputError("the file is truncated or corrupt: no readable image in it", path)
+            for page in tif.pages:
+                ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
+                if ends and max(ends) > size:
+                    raise ScoreNetInputError(
+                        f"the file is truncated: image data runs to byte {max(ends)} but the file has "
+                        f"{size} bytes",
+                        path,
+                    )
+    except tifffile.TiffFileError as err:
+        raise ScoreNetInputError(f"not a readable TIFF-based slide ({err})", path) from None
+    finally:
+        quiet.level = level
+
+
+def open_slide(path: str | PathLike[str]) -> Slide:
+    """Open a whole-slide image (any OpenSlide format) or a plain image; errors name the file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ScoreNetInputError("no such file", path)
+    if path.is_dir():
+        raise ScoreNetInputError("is a folder, not a slide or image file", path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ScoreNetInputError(
+            f"unsupported file type {suffix or '(no extension)'!r}; "
+            f"supported: {', '.join(SUPPORTED_SUFFIXES)}",
+            path,
+        )
+    if suffix in _TIFF_BASED:
+        _check_tiff_complete(path)
+    try:
+        handle: openslide.AbstractSlide = openslide.OpenSlide(path)
+    except openslide.OpenSlideUnsupportedFormatError:
+        if suffix not in IMAGE_SUFFIXES:
+            raise ScoreNetInputError(
+                "OpenSlide cannot read this file: it is truncated, corrupt or not a supported slide format",
+                path,
+            ) from None
+        handle = _open_plain_image(path)
+    except openslide.OpenSlideError as err:
+        raise ScoreNetInputError(f"the slide is corrupt or truncated ({err})", path) from None
+    return Slide(path, handle)
+
+
+def _open_plain_image(path: Path) -> openslide.ImageSlide:
+    try:
+        with Image.open(path) as probe:
+            probe.verify()  # header and structure, without decoding the pixels
+        return openslide.ImageSlide(path)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ScoreNetInputError(f"not a readable image ({err})", path) from None
+
+
+@dataclass(frozen=True)
+class RoiRead:
+    """A region of interest read at some resolution.
+
+    ``scale`` is output pixels per level-0 pixel; ``valid`` is the part of the requested region that
+    lies inside the slide, as ``(x0, y0, x1, y1)`` in level 0; the rest is white padding.
+    """
+
+    image: np.ndarray
+    x: int
+    y: int
+    w: int
+    h: int
+    scale: float
+    mpp: float | None
+    padded: bool
+    valid: tuple[int, int, int, int]
+
+
+def roi_scale(slide: Slide, *, mpp: float | None = None, magnification: float | None = None) -> float:
+    """Output pixels per level-0 pixel for a target resolution (1.0 when none is given)."""
+    if mpp is not None and magnification is not None:
+        raise ScoreNetInputError("give a target resolution in microns per pixel or a magnification, not both")
+    if mpp is not None:
+        if mpp <= 0:
+            raise ScoreNetInputError(f"microns per pixel must be positive, got {mpp}")
+        if slide.mpp is None:
+            raise ScoreNetInputError("the slide records no microns per pixel; read it at level 0", slide.path)
+        return slide.mpp / mpp
+    if magnification is not None:
+        if magnification <= 0:
+            raise ScoreNetInputError(f"magnification must be positive, got {magnification}")
+        if slide.objective_power is None:
+            raise ScoreNetInputError("the slide records no objective power; read it at level 0", slide.path)
+        return magnification / slide.objective_power
+    return 1.0
+
+
+def read_roi(
+    slide: Slide | str | PathLike[str],
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    *,
+    mpp: float | None = None,
+    magnification: float | None = None,
+) -> RoiRead:
+    """Read the level-0 rectangle ``(x, y, w, h)`` at a target resolution as (H, W, 3) uint8 RGB.
+
+    Pixels come from the coarsest level at least as fine as the target and are resampled (area
+    averaging when shrinking) when no level matches; parts outside the slide are white and reported.
+    """
+    if not isinstance(slide, Slide):
+        with open_slide(slide) as opened:
+            return read_roi(opened, x, y, w, h, mpp=mpp, magnification=magnification)
+    x, y, w, h = int(x), int(y), int(w), int(h)
+    if w <= 0 or h <= 0:
+        raise ScoreNetInputError(f"region size must be positive, got {w} x {h}", slide.path)
+    width, height = slide.dimensions
+    valid = (max(x, 0), max(y, 0), min(x + w, width), min(y + h, height))
+    if valid[0] >= valid[2] or valid[1] >= valid[3]:
+        raise ScoreNetInputError(
+            f"region x={x} y={y} w={w} h={h} lies outside the slide ({width} x {height} pixels)", slide.path
+        )
+    scale = roi_scale(slide, mpp=mpp, magnification=magnification)
+    out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+    level = slide.best_level_for_downsample(1.0 / scale)
+    downsample = slide.level_downsamples[level]
+    # OpenSlide fills the part outside the slide with transparent pixels, which become white
+    image = slide.read_region((x, y), level, (math.ceil(w / downsample), math.ceil(h / downsample)))
+    if image.shape[:2] != (out_h, out_w):
+        image = _resize(image, out_w, out_h)
+    padded = valid != (x, y, x + w, y + h)
+    out_mpp = slide.mpp / scale if slide.mpp is not None else None
+    return RoiRead(image, x, y, w, h, scale, out_mpp, padded, valid)
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    shrinking = width < image.shape[1] or height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
