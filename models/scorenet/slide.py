@@ -35,7 +35,7 @@ SLIDE_SUFFIXES = (
     ".svslide",
     ".dcm",
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUPPORTED_SUFFIXES = tuple(sorted(set(SLIDE_SUFFIXES + IMAGE_SUFFIXES)))
 _TIFF_BASED = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide")
 DEFAULT_CHUNK = 512
