@@ -112,9 +112,9 @@ def test_building_the_pyramid_reads_nothing_and_a_crop_reads_only_its_chunks(sli
         pyramid = slide_pyramid(slide)
         assert reads.calls == []
         rows, cols = chunk_size(slide, 0)
-        assert (rows, cols) == (512, 512)  # two 256-pixel tiles a side
-        pyramid[0][600:700, 1000:1100].compute()  # spans two chunks in x
-        assert sorted(reads.calls) == [((512, 512), 0, (512, 512)), ((1024, 512), 0, (512, 512))]
+        assert (rows, cols) == (1024, 1024)  # four 256-pixel tiles a side
+        pyramid[0][1100:1200, 2000:2100].compute()  # spans two chunks in x
+        assert sorted(reads.calls) == [((1024, 1024), 0, (1024, 1024)), ((2048, 1024), 0, (1024, 1024))]
         pyramid[1][:, :].compute()
         assert {level for _, level, _ in reads.calls[2:]} == {1}
         assert len(reads.calls) == 2 + pyramid[1].npartitions

@@ -38,14 +38,17 @@ SLIDE_SUFFIXES = (
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUPPORTED_SUFFIXES = tuple(sorted(set(SLIDE_SUFFIXES + IMAGE_SUFFIXES)))
 _TIFF_BASED = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide")
-DEFAULT_CHUNK = 512
+DEFAULT_CHUNK = 1024
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
-    """(H, W, 4) uint8 RGBA (not premultiplied) to RGB, transparent pixels composited on white."""
+    """(H, W, 4) uint8 RGBA (not premultiplied) to RGB, transparent pixels composited on white.
+
+    Opaque input (the usual case inside the scanned area) gives a view, not a copy.
+    """
     alpha = rgba[..., 3]
     if alpha.min(initial=255) == 255:
-        return np.ascontiguousarray(rgba[..., :3])
+        return rgba[..., :3]
     a = alpha[..., None].astype(np.uint16)
     rgb = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return rgb.astype(np.uint8)
