@@ -20,3 +20,17 @@ def test_failed_write_keeps_previous_content_and_leaves_no_temp(tmp_path: Path):
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.bin"]
+
+
+def test_written_files_get_ordinary_permissions_not_private_temp_ones(tmp_path):
+    import stat
+
+    from scorenet.io import _FILE_MODE, atomic_write
+
+    fresh = atomic_write(tmp_path / "new.json", "{}")
+    assert stat.S_IMODE(fresh.stat().st_mode) == _FILE_MODE
+    kept = tmp_path / "kept.txt"
+    kept.write_text("x")
+    kept.chmod(0o640)
+    atomic_write(kept, "y")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "y"
