@@ -195,3 +195,27 @@ def test_perturbed_selection_learns_to_pick_the_informative_regions():
         loss.backward()
         optimizer.step()
     assert torch.equal(hard_topk(scores.detach(), 3)[0], bright)
+
+
+def test_uint8_downscale_equals_float_average_pooling(tile):
+    from scorenet.regions import downscale
+
+    images = tile[..., :512, :640]
+    expected = F.avg_pool2d(images.float() / 255, kernel_size=8)
+    torch.testing.assert_close(downscale(images, 8), expected, atol=1e-6, rtol=0)
+
+
+_ONE_CLS = {"num_cls_tokens": 1, "scorer_cls_in_head": 1}
+
+
+def test_uint8_and_float_inputs_agree_in_training_mode():
+    torch.manual_seed(0)
+    model = build_model(
+        "scorenet_4_1", num_classes=2, depth=2, global_depth=1, top_k=4, num_samples=20, **_ONE_CLS
+    ).train()
+    images = torch.randint(0, 256, (2, 3, 256, 384), dtype=torch.uint8)
+    torch.manual_seed(1)
+    a = model(images).logits
+    torch.manual_seed(1)  # same perturbation noise
+    b = model(images.float() / 255).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import _compat  # noqa: F401  (must precede timm)
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .layers import ClsEncoder, CpvtGapViT
-from .regions import fit_to_grid, gather_regions, grid_size, region_boxes, soft_regions
+from .regions import downscale, fit_to_grid, gather_regions, grid_size, region_boxes, soft_regions
 from .topk import hard_topk, perturbed_topk
 
 
@@ -80,20 +79,32 @@ class ScoreNet(nn.Module):
         return grid_size(h, w, self.config.region_size, self.config.top_k)
 
     def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Float [0, 1] images on the grid (B, 3, gh*P_h, gw*P_h), not yet normalised."""
+        """Images on the grid (B, 3, gh*P_h, gw*P_h), not yet normalised.
+
+        uint8 images that already fit the grid stay uint8: the downscale and the region gather then
+        work on bytes and only the small results become float (no float copy of the full image).
+        Anything else becomes float in [0, 1] and is resized to the grid.
+        """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        grid = self.grid_size(*images.shape[-2:])
+        p = self.config.region_size
+        if images.dtype == torch.uint8 and tuple(images.shape[-2:]) == (grid[0] * p, grid[1] * p):
+            return images, grid
         dtype = self.mean.dtype
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
-        grid = self.grid_size(*images.shape[-2:])
-        return fit_to_grid(images, grid, self.config.region_size), grid
+        return fit_to_grid(images, grid, p), grid
+
+    def _unit(self, images: torch.Tensor) -> torch.Tensor:
+        """Float [0, 1] pixels from the prepared images' dtype."""
+        return images.to(self.mean.dtype).div_(255) if images.dtype == torch.uint8 else images
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
     def _score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
-        low = F.avg_pool2d(images, kernel_size=self.config.downscale)
+        low = downscale(images, self.config.downscale).to(self.mean.dtype)
         cls, logits = self.scorer(self._normalize(low), return_cls_logits=True)
         # heads combined on the pre-softmax logits, then one softmax over the patches (Eq. 3)
         combined = torch.einsum("bhn,h->bn", logits, self.head_weights.to(logits.dtype))
@@ -116,8 +127,10 @@ class ScoreNet(nn.Module):
             # noise relative to the uniform probability 1/N, so sigma means the same at every image size
             indicators = perturbed_topk(dist * dist.shape[1], k, cfg.sigma, cfg.num_samples)
             regions = soft_regions(fitted, indicators, grid, cfg.region_size)
+            if fitted.dtype == torch.uint8:
+                regions = regions / 255  # the soft combination is linear in the pixels
         else:
-            regions = gather_regions(fitted, indices, grid, cfg.region_size)
+            regions = self._unit(gather_regions(fitted, indices, grid, cfg.region_size))
         b = images.shape[0]
         region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
         global_cls = self.global_encoder(region_cls.view(b, k, -1))
