@@ -221,3 +221,15 @@ def test_missing_file_and_folder(tmp_path: Path):
         open_slide(tmp_path / "missing.svs")
     with pytest.raises(ScoreNetInputError, match="is a folder"):
         open_slide(tmp_path)
+
+
+def test_parallel_band_reads_equal_one_read_and_start_on_tile_rows(slides_dir: Path):
+    from scorenet.slide import read_region_parallel
+
+    with open_slide(slides_dir / TCGA) as slide:
+        reads = CountingReads(slide)
+        image = read_region_parallel(slide, (37, 101), 0, (1300, 1200), min_pixels=0)
+        assert len(reads.calls) >= 2
+        # every band after the first starts on a stored tile row, so no tile is decoded twice
+        assert all(y % 256 == 0 for (_, y), _, _ in reads.calls if y != 101)
+    assert np.array_equal(image, _openslide_rgb(slides_dir / TCGA, (37, 101), 0, (1300, 1200)))

@@ -8,9 +8,12 @@ This module imports no torch, Qt or napari.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -300,12 +303,51 @@ def read_roi(
     level = slide.best_level_for_downsample(1.0 / scale)
     downsample = slide.level_downsamples[level]
     # OpenSlide fills the part outside the slide with transparent pixels, which become white
-    image = slide.read_region((x, y), level, (math.ceil(w / downsample), math.ceil(h / downsample)))
+    image = read_region_parallel(slide, (x, y), level, (math.ceil(w / downsample), math.ceil(h / downsample)))
     if image.shape[:2] != (out_h, out_w):
         image = _resize(image, out_w, out_h)
     padded = valid != (x, y, x + w, y + h)
     out_mpp = slide.mpp / scale if slide.mpp is not None else None
     return RoiRead(image, x, y, w, h, scale, out_mpp, padded, valid)
+
+
+def read_region_parallel(
+    slide: Slide, location: tuple[int, int], level: int, size: tuple[int, int], *, min_pixels: int = 1 << 20
+) -> np.ndarray:
+    """``slide.read_region`` split into bands of whole tile rows, decoded on several threads.
+
+    OpenSlide releases the GIL while decoding, so a large region reads about twice as fast on two
+    cores. Only levels with an integer downsample are split: there every band starts on a pixel of
+    the level and the result equals a single read exactly.
+    """
+    width, height = size
+    downsample = slide.level_downsamples[level]
+    tile_h = slide.tile_size(level)[1] or 256
+    workers = min(4, os.cpu_count() or 1)
+    if width * height < min_pixels or workers < 2 or downsample != round(downsample) or height <= 2 * tile_h:
+        return slide.read_region(location, level, size)
+    x, y = location
+    top = y / downsample  # the region's first row, in pixels of the level
+    first = math.ceil(top / tile_h) * tile_h - top  # rows up to the next tile boundary
+    rows_per_band = tile_h * max(1, math.ceil((height - first) / tile_h / workers))
+    starts = (
+        [0, *range(int(first), height, rows_per_band)] if first else list(range(0, height, rows_per_band))
+    )
+    starts = sorted(set(starts))
+    bounds = list(zip(starts, [*starts[1:], height], strict=True))
+    out = np.empty((height, width, 3), dtype=np.uint8)
+
+    def read_band(band: tuple[int, int]) -> None:
+        r0, r1 = band
+        out[r0:r1] = slide.read_region((x, y + round(r0 * downsample)), level, (width, r1 - r0))
+
+    list(_reader_pool(workers).map(read_band, bounds))
+    return out
+
+
+@functools.cache
+def _reader_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorenet-read")
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
