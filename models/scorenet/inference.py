@@ -1,0 +1,246 @@
+"""Score regions of interest of a slide: read each at a resolution, run ScoreNet, map results to level 0.
+
+The model sees whole P_h x P_h regions at exactly the requested resolution: each RoI is grown or
+trimmed symmetrically to the model's region grid (``ScoreNet.grid_size``) before it is read, so the
+model never resamples the pixels and every selected region is a real crop of the slide at that
+resolution. ``RoiScore.distribution_box_level0`` is that scored area; it equals the RoI when the RoI
+is already a whole number of regions (and at least K of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ScoreNetInputError
+from .model import ScoreNet
+from .slide import RoiRead, Slide, read_roi, roi_scale
+
+# ~1.2 GB as float32 RGB, the size of a float copy should one be made on the way
+DEFAULT_MAX_PIXELS = 100_000_000
+# pixels of model input per batch: several small RoIs share a forward pass, large ones go alone
+BATCH_PIXELS = 8 * 1024 * 1024
+
+Roi = tuple[int, int, int, int]
+Box = tuple[float, float, float, float]
+
+
+class Cancelled(Exception):
+    """Scoring stopped because ``should_stop()`` returned True."""
+
+
+@dataclass
+class RoiScore:
+    """The result of scoring one RoI (see docs/scoring.md for the coordinate conventions)."""
+
+    roi: Roi  # (x, y, w, h) level 0, as requested
+    probabilities: np.ndarray  # (C,) softmax of the logits
+    class_names: list[str]
+    predicted: str
+    distribution: np.ndarray  # (gh, gw), sums to 1
+    boxes_level0: np.ndarray  # (K, 4) float (x0, y0, x1, y1), in rank order
+    scores: np.ndarray  # (K,) distribution values, descending
+    ranks: np.ndarray  # (K,) 1..K
+    distribution_box_level0: Box  # where the (gh, gw) grid lies on the slide
+    image: np.ndarray  # (H, W, 3) uint8, the model input
+    scale: float  # input px per level-0 px
+    mpp: float | None  # of the input
+
+    @property
+    def boxes_image(self) -> np.ndarray:
+        """The K boxes in pixels of ``image`` (the model's input)."""
+        x0, y0, x1, y1 = self.distribution_box_level0
+        h, w = self.image.shape[:2]
+        sx, sy = w / (x1 - x0), h / (y1 - y0)
+        offset = np.array([x0, y0, x0, y0])
+        return (self.boxes_level0 - offset) * np.array([sx, sy, sx, sy])
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
+    name = str(name).lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ScoreNetInputError(f"unknown device {name!r}; choose auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScoreNetInputError(f"device {name!r} requested but CUDA is not available; use auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ScoreNetInputError(
+            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
+    if device.type == "mps" and not mps_ok:
+        raise ScoreNetInputError(f"device {name!r} requested but Apple MPS is not available; use auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ScoreNetInputError(f"unsupported device {name!r}; choose auto, cpu, cuda or mps")
+    return device
+
+
+def check_roi(
+    slide: Slide, roi: Sequence[int], mpp: float | None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> None:
+    """Refuse an RoI that is empty, lies outside the slide or is too large at ``mpp``; reads nothing."""
+    x, y, w, h = (int(v) for v in roi)
+    if w <= 0 or h <= 0:
+        raise ScoreNetInputError(f"RoI size must be positive, got {w} x {h} pixels", slide.path)
+    width, height = slide.dimensions
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ScoreNetInputError(
+            f"RoI x={x} y={y} w={w} h={h} lies entirely outside the slide ({width} x {height} pixels)",
+            slide.path,
+        )
+    scale = roi_scale(slide, mpp=mpp)
+    out_w, out_h = round(w * scale), round(h * scale)
+    if out_w * out_h > max_pixels:
+        at = f"{mpp:g} um/px" if mpp is not None else "level 0"
+        raise ScoreNetInputError(
+            f"RoI of {w} x {h} level-0 pixels is {out_w} x {out_h} = {out_w * out_h:,} pixels at {at}, "
+            f"over the limit of {max_pixels:,}; choose a coarser resolution (larger mpp) or a smaller RoI",
+            slide.path,
+        )
+
+
+def _level0_size(target: int, scale: float) -> int:
+    """Level-0 pixels that ``read_roi`` turns into exactly ``target`` pixels at ``scale``, if any."""
+    size = max(1, round(target / scale))
+    for candidate in (size, size - 1, size + 1):
+        if candidate >= 1 and round(candidate * scale) == target:
+            return candidate
+    return size  # only when upsampling by more than 2: read_roi's rounding may miss by a pixel
+
+
+def _input_grid(model: ScoreNet, roi: Roi, scale: float) -> tuple[int, int]:
+    """The model's region grid (gh, gw) for the RoI read at ``scale``."""
+    _, _, w, h = roi
+    return model.grid_size(max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def snap_roi(model: ScoreNet, roi: Roi, scale: float) -> Roi:
+    """The RoI grown or trimmed about its centre to whole regions of the model's grid at ``scale``."""
+    x, y, w, h = roi
+    p = model.config.region_size
+    gh, gw = _input_grid(model, roi, scale)
+    w0, h0 = _level0_size(gw * p, scale), _level0_size(gh * p, scale)
+    return x + (w - w0) // 2, y + (h - h0) // 2, w0, h0
+
+
+def _read_input(
+    slide: Slide, model: ScoreNet, roi: Roi, mpp: float | None, scale: float
+) -> tuple[RoiRead, np.ndarray]:
+    """The snapped RoI read at ``mpp`` and its pixels at exactly the grid's size."""
+    read = read_roi(slide, *snap_roi(model, roi, scale), mpp=mpp)
+    p = model.config.region_size
+    gh, gw = _input_grid(model, roi, scale)
+    image = read.image
+    if image.shape[:2] != (gh * p, gw * p):  # a pixel off after read_roi's rounding (large upsampling)
+        import cv2
+
+        image = cv2.resize(image, (gw * p, gh * p), interpolation=cv2.INTER_LINEAR)
+    return read, np.ascontiguousarray(image)
+
+
+def _to_level0(boxes: np.ndarray, read: RoiRead, image: np.ndarray) -> tuple[np.ndarray, Box]:
+    """Boxes in input pixels -> level 0, and the level-0 box the whole input covers."""
+    sx, sy = image.shape[1] / read.w, image.shape[0] / read.h
+    level0 = boxes / np.array([sx, sy, sx, sy]) + np.array([read.x, read.y, read.x, read.y])
+    return level0, (float(read.x), float(read.y), float(read.x + read.w), float(read.y + read.h))
+
+
+def _batches(sizes: list[tuple[int, int]], batch_pixels: int) -> list[list[int]]:
+    """Indices of RoIs grouped by equal input size, each group cut to at most ``batch_pixels``."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(size, []).append(i)
+    batches = []
+    for (h, w), members in groups.items():
+        per_batch = max(1, batch_pixels // (h * w))
+        batches += [members[i : i + per_batch] for i in range(0, len(members), per_batch)]
+    return batches
+
+
+def score_rois(
+    model: ScoreNet,
+    slide: Slide,
+    rois: Sequence[Sequence[int]],
+    *,
+    mpp: float | None = None,
+    device: str | torch.device = "auto",
+    class_names: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[RoiScore]:
+    """Score each level-0 RoI ``(x, y, w, h)`` of ``slide`` read at ``mpp`` (None: level 0).
+
+    RoIs of equal input size share a batch. ``progress(done, total)`` is called after each batch and
+    ``should_stop()`` before each; when it returns True, :class:`Cancelled` is raised. Results come in
+    the order of ``rois``; the model is left in the training mode it came in.
+    """
+    num_classes = model.config.num_classes
+    names = (
+        [str(c) for c in class_names]
+        if class_names is not None
+        else [f"class {i}" for i in range(num_classes)]
+    )
+    if len(names) != num_classes:
+        raise ScoreNetInputError(f"{len(names)} class names given for a model with {num_classes} classes")
+    rois = [tuple(int(v) for v in roi) for roi in rois]
+    for roi in rois:
+        if len(roi) != 4:
+            raise ScoreNetInputError(f"an RoI is (x, y, w, h), got {roi}", slide.path)
+        check_roi(slide, roi, mpp, max_pixels)
+    target = resolve_device(device)
+    scale = roi_scale(slide, mpp=mpp)
+    p = model.config.region_size
+    sizes = [tuple(n * p for n in _input_grid(model, roi, scale)) for roi in rois]
+    results: list[RoiScore | None] = [None] * len(rois)
+    was_training = model.training
+    model.to(target).eval()
+    done = 0
+    try:
+        for batch in _batches(sizes, BATCH_PIXELS):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"scoring stopped after {done} of {len(rois)} RoIs")
+            reads = [_read_input(slide, model, rois[i], mpp, scale) for i in batch]
+            images = torch.from_numpy(np.stack([image for _, image in reads])).to(target)
+            with torch.inference_mode():
+                out = model(images.permute(0, 3, 1, 2).contiguous())
+            for j, i in enumerate(batch):
+                results[i] = _roi_score(out, j, rois[i], *reads[j], names)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(rois))
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def _roi_score(out, j: int, roi: Roi, read: RoiRead, image: np.ndarray, names: list[str]) -> RoiScore:
+    """Row ``j`` of a batch output as an :class:`RoiScore`, regions in rank order."""
+    probabilities = out.logits[j].float().softmax(-1).cpu().numpy()
+    scores = out.scores[j].float().cpu().numpy()
+    order = np.argsort(-scores, kind="stable")
+    boxes, box = _to_level0(out.boxes[j].float().cpu().numpy()[order], read, image)
+    return RoiScore(
+        roi=roi,
+        probabilities=probabilities,
+        class_names=names,
+        predicted=names[int(np.argmax(probabilities))],
+        distribution=out.distribution[j].float().cpu().numpy(),
+        boxes_level0=boxes,
+        scores=scores[order],
+        ranks=np.arange(1, len(order) + 1),
+        distribution_box_level0=box,
+        image=image,
+        scale=read.scale,
+        mpp=read.mpp,
+    )
