@@ -113,10 +113,15 @@ def write_prediction_json(path: PathLike, score: RoiScore) -> Path:
 
 
 def heat_map(score: RoiScore) -> np.ndarray:
-    """The distribution as an inferno-coloured (H, W, 3) uint8 RGB image over ``score.image``."""
-    dist = score.distribution
-    peak = float(dist.max())
-    levels = np.zeros(dist.shape, np.uint8) if peak <= 0 else np.round(dist / peak * 255).astype(np.uint8)
+    """The distribution as an inferno-coloured (H, W, 3) uint8 RGB image over ``score.image``.
+
+    Colours span the distribution's own range (min-max), so the contrast between regions shows even
+    when the scorer spreads its mass almost evenly.
+    """
+    dist = score.distribution.astype(np.float64)
+    spread = float(dist.max() - dist.min())
+    unit = (dist - dist.min()) / spread if spread > 0 else np.zeros_like(dist)
+    levels = np.round(unit * 255).astype(np.uint8)
     colored = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
     h, w = score.image.shape[:2]
     # nearest: each grid cell stays a sharp block over exactly its region
@@ -129,7 +134,7 @@ def render_overlay(score: RoiScore) -> np.ndarray:
     overlay = cv2.addWeighted(image, 1 - HEAT_ALPHA, heat_map(score), HEAT_ALPHA, 0)
     h, w = image.shape[:2]
     thickness = max(1, round(min(h, w) / 300))
-    font_scale = max(0.4, min(h, w) / 800)
+    font_scale = max(0.5, min(h, w) / 500)
     for rank, box in zip(score.ranks, np.round(score.boxes_image).astype(int), strict=True):
         x0, y0, x1, y1 = (int(v) for v in box)
         cv2.rectangle(overlay, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOR, thickness)
