@@ -211,9 +211,11 @@ def score_rois(
             if should_stop is not None and should_stop():
                 raise Cancelled(f"scoring stopped after {done} of {len(rois)} RoIs")
             reads = [_read_input(slide, model, rois[i], mpp, scale) for i in batch]
-            images = torch.from_numpy(np.stack([image for _, image in reads])).to(target)
+            pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
+            # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
+            images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
             with torch.inference_mode():
-                out = model(images.permute(0, 3, 1, 2).contiguous())
+                out = model(images)
             for j, i in enumerate(batch):
                 results[i] = _roi_score(out, j, rois[i], *reads[j], names)
             done += len(batch)
