@@ -125,6 +125,18 @@ def test_roi_off_the_grid_is_snapped_about_its_centre(model, tcga):
     assert np.all(score.boxes_level0[:, :2] >= (x0, y0)) and np.all(score.boxes_level0[:, 2:] <= (x1, y1))
 
 
+def test_finer_mpp_than_the_slide_upsamples_and_maps_back(model, cmu):
+    mpp = cmu.mpp / 1.5
+    roi = (700, 900, 301, 333)  # 451 x 500 at 1.5x -> 4 x 4 regions
+    (score,) = score_rois(model, cmu, [roi], mpp=mpp)
+    assert score.scale == pytest.approx(1.5) and score.image.shape == (4 * P, 4 * P, 3)
+    x0, y0, x1, y1 = score.distribution_box_level0
+    assert (x1 - x0) * 1.5 == pytest.approx(4 * P, abs=1) and (y1 - y0) * 1.5 == pytest.approx(4 * P, abs=1)
+    assert (x0 + x1) / 2 == pytest.approx(700 + 301 / 2, abs=1)
+    np.testing.assert_allclose(score.boxes_level0[:, 2:] - score.boxes_level0[:, :2], P / 1.5, atol=0.5)
+    np.testing.assert_allclose(score.boxes_image % P, 0, atol=1e-3)
+
+
 def test_roi_smaller_than_k_regions_reads_k_whole_regions(model, tcga):
     (score,) = score_rois(model, tcga, [(2000, 2000, 100, 100)])
     gh, gw = score.distribution.shape
@@ -195,6 +207,13 @@ def test_check_roi_refuses_bad_rois_naming_the_slide(tcga, cmu):
     check_roi(tcga, (-100, -100, 101, 101), None)  # one pixel inside is enough
     with pytest.raises(ScoreNetInputError, match=r"tcga-cr-7395.*no microns per pixel"):
         check_roi(tcga, (0, 0, 100, 100), 1.0)
+
+
+def test_tiny_roi_at_a_very_coarse_mpp_is_refused_before_a_huge_read(model, cmu):
+    # 20 x 20 output pixels grow to 2 x 2 regions: 25,600 level-0 pixels a side on a slide without pyramid
+    check_roi(cmu, (0, 0, 2000, 2000), 100 * cmu.mpp)
+    with pytest.raises(ScoreNetInputError, match=r"cmu_small_region.*pixels read from level 0"):
+        score_rois(model, cmu, [(0, 0, 2000, 2000)], mpp=100 * cmu.mpp)
 
 
 def test_score_rois_checks_every_roi_before_reading(model, tcga):

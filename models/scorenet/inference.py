@@ -9,6 +9,7 @@ is already a whole number of regions (and at least K of them).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from .slide import RoiRead, Slide, read_roi, roi_scale
 DEFAULT_MAX_PIXELS = 100_000_000
 # pixels of model input per batch: several small RoIs share a forward pass, large ones go alone
 BATCH_PIXELS = 8 * 1024 * 1024
+# pixels read from the slide's level per output pixel allowed before resampling (coarse mpp, no pyramid)
+SOURCE_PIXELS_PER_PIXEL = 4
 
 Roi = tuple[int, int, int, int]
 Box = tuple[float, float, float, float]
@@ -107,6 +110,16 @@ def check_roi(
             f"over the limit of {max_pixels:,}; choose a coarser resolution (larger mpp) or a smaller RoI",
             slide.path,
         )
+    level = slide.best_level_for_downsample(1.0 / scale)
+    downsample = slide.level_downsamples[level]
+    source = math.ceil(w / downsample) * math.ceil(h / downsample)
+    if source > SOURCE_PIXELS_PER_PIXEL * max_pixels:
+        raise ScoreNetInputError(
+            f"RoI of {w} x {h} level-0 pixels needs {source:,} pixels read from level {level} "
+            f"(downsample {downsample:g}), over the limit of {SOURCE_PIXELS_PER_PIXEL * max_pixels:,}; "
+            "choose a smaller RoI or a finer resolution, or use a slide with a pyramid",
+            slide.path,
+        )
 
 
 def _level0_size(target: int, scale: float) -> int:
@@ -115,7 +128,7 @@ def _level0_size(target: int, scale: float) -> int:
     for candidate in (size, size - 1, size + 1):
         if candidate >= 1 and round(candidate * scale) == target:
             return candidate
-    return size  # only when upsampling by more than 2: read_roi's rounding may miss by a pixel
+    return size  # only when upsampling (scale > 1): read_roi's rounding may miss by a pixel
 
 
 def _input_grid(model: ScoreNet, roi: Roi, scale: float) -> tuple[int, int]:
@@ -198,8 +211,10 @@ def score_rois(
         if len(roi) != 4:
             raise ScoreNetInputError(f"an RoI is (x, y, w, h), got {roi}", slide.path)
         check_roi(slide, roi, mpp, max_pixels)
-    target = resolve_device(device)
     scale = roi_scale(slide, mpp=mpp)
+    for roi in rois:  # the area actually read: an RoI of few pixels grows to K whole regions
+        check_roi(slide, snap_roi(model, roi, scale), mpp, max_pixels)
+    target = resolve_device(device)
     p = model.config.region_size
     sizes = [tuple(n * p for n in _input_grid(model, roi, scale)) for roi in rois]
     results: list[RoiScore | None] = [None] * len(rois)
