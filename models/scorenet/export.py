@@ -132,10 +132,12 @@ def render_overlay(score: RoiScore) -> np.ndarray:
     """The model input with the distribution as a semi-transparent heat map and the ranked K boxes."""
     image = score.image
     overlay = cv2.addWeighted(image, 1 - HEAT_ALPHA, heat_map(score), HEAT_ALPHA, 0)
-    h, w = image.shape[:2]
-    thickness = max(1, round(min(h, w) / 300))
-    font_scale = max(0.5, min(h, w) / 500)
-    for rank, box in zip(score.ranks, np.round(score.boxes_image).astype(int), strict=True):
+    boxes = np.round(score.boxes_image).astype(int)
+    # lines and labels sized to the regions, so ranks stay legible and inside their boxes
+    side = int(np.min(boxes[:, 2:] - boxes[:, :2])) if len(boxes) else 128
+    thickness = max(1, round(side / 64))
+    font_scale = min(3.0, max(0.4, side / 128))
+    for rank, box in zip(score.ranks, boxes, strict=True):
         x0, y0, x1, y1 = (int(v) for v in box)
         cv2.rectangle(overlay, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOR, thickness)
         origin = (x0 + 2 * thickness, y0 + round(24 * font_scale) + thickness)
