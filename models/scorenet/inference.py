@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import ScoreNetInputError
-from .model import ScoreNet
+from .model import ScoreNet, ScoreNetOutput
 from .slide import RoiRead, Slide, read_roi, roi_scale
 
 # ~1.2 GB as float32 RGB, the size of a float copy should one be made on the way
@@ -241,7 +241,9 @@ def score_rois(
     return results  # type: ignore[return-value]
 
 
-def _roi_score(out, j: int, roi: Roi, read: RoiRead, image: np.ndarray, names: list[str]) -> RoiScore:
+def _roi_score(
+    out: ScoreNetOutput, j: int, roi: Roi, read: RoiRead, image: np.ndarray, names: list[str]
+) -> RoiScore:
     """Row ``j`` of a batch output as an :class:`RoiScore`, regions in rank order."""
     probabilities = out.logits[j].float().softmax(-1).cpu().numpy()
     scores = out.scores[j].float().cpu().numpy()
