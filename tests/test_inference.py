@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scorenet import build_model, open_slide, read_roi
+from scorenet import build_model, inference, open_slide, read_roi
 from scorenet.errors import ScoreNetInputError
 from scorenet.inference import Cancelled, check_roi, resolve_device, score_rois
 
@@ -170,6 +170,15 @@ def test_equal_sizes_share_a_batch_and_results_keep_the_input_order(model, tcga)
     (alone,) = score_rois(model, tcga, [rois[2]])
     np.testing.assert_allclose(scores[2].probabilities, alone.probabilities, atol=1e-5)
     np.testing.assert_array_equal(scores[2].boxes_level0, alone.boxes_level0)
+
+
+def test_a_group_larger_than_the_batch_limit_is_split(model, tcga, monkeypatch):
+    monkeypatch.setattr(inference, "BATCH_PIXELS", 2 * (2 * P) ** 2)
+    rois = [(500 + 300 * i, 500, 2 * P, 2 * P) for i in range(5)]
+    calls = []
+    scores = score_rois(model, tcga, rois, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert [s.roi for s in scores] == rois
 
 
 def test_should_stop_cancels_between_batches_and_restores_the_mode(model, tcga):
