@@ -45,7 +45,7 @@ def class_color(score: RoiScore, name: str) -> list[int]:
 
 
 def _polygon(box: tuple[float, float, float, float]) -> dict[str, Any]:
-    """A closed rectangular ring, clockwise in image coordinates (y down)."""
+    """A closed rectangular ring: counter-clockwise with y up, as RFC 7946 wants exterior rings."""
     x0, y0, x1, y1 = (float(v) for v in box)
     return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
 
