@@ -1,0 +1,207 @@
+"""Classification metrics, checkpoint evaluation and frozen-feature probes (linear and k-NN)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data import GridBatchSampler, GridImageDataset, Sample, load_splits
+
+ProgressFn = Callable[[dict[str, Any]], None]
+StopFn = Callable[[], bool]
+
+
+class Stopped(Exception):
+    """``should_stop()`` asked the evaluation to end early."""
+
+
+def classification_metrics(
+    labels: Sequence[int], predicted: Sequence[int], class_names: Sequence[str]
+) -> dict[str, Any]:
+    """Weighted F1, per-class F1, accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    classes = list(range(len(class_names)))
+    per_class = f1_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    return {
+        "weighted_f1": float(
+            f1_score(labels, predicted, labels=classes, average="weighted", zero_division=0)
+        ),
+        "per_class_f1": {name: float(v) for name, v in zip(class_names, per_class, strict=True)},
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "class_names": list(class_names),
+        "num_images": len(labels),
+    }
+
+
+def mean_std(runs: Sequence[dict[str, Any]], keys: Sequence[str] = ("weighted_f1", "accuracy")) -> dict:
+    """``{key: {"mean", "std", "values"}}`` over runs (population std, as in the paper's tables)."""
+    summary = {}
+    for key in keys:
+        values = np.array([float(r[key]) for r in runs])
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+    return summary
+
+
+def make_loader(
+    samples: Sequence[Sample], model: nn.Module, batch_size: int, num_workers: int = 0
+) -> DataLoader:
+    """An in-order loader batching images of equal region grid for ``model``."""
+    cfg = model.config
+    dataset = GridImageDataset(samples, cfg.region_size, cfg.top_k)
+    sampler = GridBatchSampler(dataset.grids, batch_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels (N,), predicted (N,), features (N, D)) in dataset order; the model is put in eval mode."""
+    model.eval()
+    order, labels, predicted, features = [], [], [], []
+    batches = list(loader.batch_sampler)
+    for step, (batch, (images, targets)) in enumerate(zip(batches, loader, strict=True), start=1):
+        if should_stop is not None and should_stop():
+            raise Stopped
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(images.to(device, non_blocking=True))
+        order.extend(batch)
+        labels.append(targets.numpy())
+        predicted.append(out.logits.argmax(1).cpu().numpy())
+        features.append(out.features.float().cpu().numpy())
+        if progress is not None:
+            progress({"step": step, "steps": len(batches)})
+    inverse = np.argsort(np.array(order), kind="stable")
+    return (
+        np.concatenate(labels)[inverse],
+        np.concatenate(predicted)[inverse],
+        np.concatenate(features)[inverse],
+    )
+
+
+def evaluate_checkpoint(
+    data: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    split: str | None = None,
+    batch_size: int = 8,
+    split_csv: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``checkpoint`` on ``data``.
+
+    ``split`` picks train/val/test of a split layout or CSV; by default the test split when there is
+    one, else every image of a plain ImageFolder (an evaluation folder, not a training one). Class
+    folders are matched to the checkpoint's class names by name.
+    """
+    from .checkpoint import load_checkpoint
+    from .errors import ScoreNetInputError
+    from .inference import resolve_device
+
+    dev = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, map_location=dev)
+    splits = load_splits(data, split_csv=split_csv, val_fraction=0.0)
+    if split is None:
+        split = "test" if splits.test else "train" if not splits.val else "val"
+    samples = splits.split(split)
+    if not samples:
+        raise ScoreNetInputError(f"the {split!r} split holds no images", data)
+    unknown = sorted(set(splits.class_names) - set(info.class_names))
+    if unknown:
+        raise ScoreNetInputError(
+            f"classes {unknown} are not among the checkpoint's classes {info.class_names}", data
+        )
+    # relabel by name: the checkpoint's class order is the truth
+    to_checkpoint = [info.class_names.index(n) for n in splits.class_names]
+    samples = [Sample(s.path, to_checkpoint[s.label], s.height, s.width) for s in samples]
+    loader = make_loader(samples, model, batch_size)
+    labels, predicted, _ = predict(model, loader, dev, progress=progress, should_stop=should_stop)
+    metrics = classification_metrics(labels, predicted, info.class_names)
+    metrics.update(split=split, checkpoint=str(checkpoint), data=str(data))
+    return metrics
+
+
+def extract_features(
+    model: nn.Module, samples: Sequence[Sample], device: str | torch.device = "cpu", batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen ``output.features`` (N, D) and labels (N,) of ``samples``."""
+    loader = make_loader(samples, model, batch_size)
+    labels, _, features = predict(model, loader, torch.device(device))
+    return features, labels
+
+
+def _cv_scores(estimator: Any, features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict:
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+
+    smallest = int(np.bincount(labels).min())
+    splits = max(2, min(folds, smallest))
+    cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    scores = cross_validate(estimator, features, labels, cv=cv, scoring=("f1_weighted", "accuracy"))
+    return {
+        "folds": splits,
+        "weighted_f1": {
+            "mean": float(scores["test_f1_weighted"].mean()),
+            "std": float(scores["test_f1_weighted"].std()),
+        },
+        "accuracy": {
+            "mean": float(scores["test_accuracy"].mean()),
+            "std": float(scores["test_accuracy"].std()),
+        },
+    }
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
+    """Logistic regression on standardised frozen features, stratified k-fold CV."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return _cv_scores(probe, features, labels, folds, seed)
+
+
+def knn_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k: int = 1,
+    weighted: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
+    """k-NN on L2-normalised frozen features (cosine neighbours), stratified k-fold CV.
+
+    ``weighted`` votes by inverse distance (sklearn ``weights="distance"``).
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer
+
+    knn = KNeighborsClassifier(n_neighbors=k, weights="distance" if weighted else "uniform")
+    return _cv_scores(make_pipeline(Normalizer(), knn), features, labels, folds, seed)
+
+
+def probe_features(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
+    """Linear probe, 1-NN and distance-weighted 20-NN (fewer when the folds are small)."""
+    k = max(1, min(20, len(labels) - len(labels) // max(2, folds) - 1))
+    return {
+        "linear": linear_probe(features, labels, folds=folds, seed=seed),
+        "knn_1": knn_probe(features, labels, k=1, folds=folds, seed=seed),
+        f"knn_{k}_weighted": knn_probe(features, labels, k=k, weighted=True, folds=folds, seed=seed),
+    }

@@ -1,0 +1,366 @@
+"""Finetune ScoreNet on a labelled folder (paper App. B.1): SGD, cosine schedule, optional mixing.
+
+One code path for a single process and for ``torchrun`` (DDP: gloo on CPU, NCCL on CUDA); only rank 0
+writes. Every epoch ends with ``last.safetensors`` + ``last_state.pt`` (optimizer, scheduler, RNG
+states) and, when validation weighted F1 improves, ``best.safetensors``; all writes are atomic, so an
+interrupted run keeps its last good epoch and ``resume=True`` continues it to the same final weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from .checkpoint import save_checkpoint
+from .data import DataSplits, GridBatchSampler, GridImageDataset, load_splits, subsample
+from .errors import CheckpointError, ScoreNetInputError
+from .evaluate import classification_metrics, make_loader, predict
+from .io import atomic_path, atomic_write
+from .mixing import MixBatchTransform
+from .mixing.transform import MIX_METHODS
+from .model import ScoreNet, build_model
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, Any]], None]
+StopFn = Callable[[], bool]
+
+LAST, BEST, STATE = "last.safetensors", "best.safetensors", "last_state.pt"
+LOG_CSV, LOG_JSON, CONFIG_JSON = "log.csv", "log.json", "train_config.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a finetuning run. ``lr=None`` means 1e-2 * batch_size / 256 (paper)."""
+
+    data: str | os.PathLike[str]
+    out: str | os.PathLike[str]
+    model: str = "scorenet_4_1"
+    epochs: int = 15
+    batch_size: int = 8
+    lr: float | None = None
+    min_lr: float = 1e-6
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    mix: str = "none"
+    mix_prob: float = 1.0
+    fraction: float = 1.0  # stratified share of the training split used, in (0, 1]
+    val_fraction: float = 0.2  # for a plain ImageFolder without val/
+    split_csv: str | os.PathLike[str] | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 (or fp16 with loss scaling) autocast on CUDA; CPU always runs float32
+    num_workers: int = 0
+    resume: bool = False
+    mpp: float | None = None  # resolution of the training images, stored in the checkpoints
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else 1e-2 * self.batch_size / 256
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(data=str(self.data), out=str(self.out), base_lr=self.base_lr)
+        d["split_csv"] = None if self.split_csv is None else str(self.split_csv)
+        return d
+
+    def check(self) -> None:
+        """Raise ``ScoreNetInputError`` for options that cannot work."""
+        problems = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.base_lr > 0, f"learning rate must be > 0, got {self.base_lr}"),
+            (self.mix in MIX_METHODS, f"unknown mix {self.mix!r}; choose one of {', '.join(MIX_METHODS)}"),
+            (0 <= self.mix_prob <= 1, f"mix probability must lie in [0, 1], got {self.mix_prob}"),
+            (0 < self.fraction <= 1, f"data fraction must lie in (0, 1], got {self.fraction}"),
+            (0 <= self.val_fraction < 1, f"validation fraction must lie in [0, 1), got {self.val_fraction}"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise ScoreNetInputError(message)
+
+
+@dataclass
+class TrainResult:
+    """Where the run's files are and what happened."""
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, Any]]
+    stopped: bool
+    class_names: list[str]
+    out: Path
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    """Join the ``torchrun`` process group (env:// variables) when there is one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return _Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _device(config: TrainConfig) -> torch.device:
+    from .inference import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float):
+    """Per-step cosine annealing from the optimizer's lr to ``min_lr`` over ``total_steps``."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=min_lr)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against (B, C) soft labels (mixed images carry two classes)."""
+    return F.cross_entropy(logits.float(), targets)
+
+
+def _rng_state(mix_generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "mix": mix_generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(
+    state: dict[str, torch.Tensor], mix_generator: torch.Generator, device: torch.device
+) -> None:
+    torch.set_rng_state(state["torch"])
+    mix_generator.set_state(state["mix"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` through a temp file (tensors, numbers, strings only: loadable with weights_only)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """The state written by :func:`save_training_state`; never unpickles arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable or tampered file is a user-facing error
+        raise CheckpointError(f"corrupt training state ({err.__class__.__name__}: {err})", path) from err
+
+
+def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write(out / LOG_JSON, json.dumps(history, indent=2))
+    flat = [{k: v for k, v in row.items() if not isinstance(v, (dict, list))} for row in history]
+    fields = list(dict.fromkeys(k for row in flat for k in row))
+    with atomic_path(out / LOG_CSV) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def _loaders(
+    config: TrainConfig, splits: DataSplits, model: ScoreNet, world: _Dist
+) -> tuple[DataLoader, DataLoader | None]:
+    cfg = model.config
+    train_samples = subsample(splits.train, config.fraction, config.seed)
+    dataset = GridImageDataset(train_samples, cfg.region_size, cfg.top_k, augment=True, seed=config.seed)
+    sampler = GridBatchSampler(
+        dataset.grids,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        rank=world.rank,
+        world_size=world.world_size,
+    )
+    train_loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    val_loader = make_loader(splits.val, model, config.batch_size, config.num_workers) if splits.val else None
+    log.info("training on %d images, validating on %d", len(train_samples), len(splits.val))
+    return train_loader, val_loader
+
+
+def _resume(out: Path, class_names: list[str]) -> dict[str, Any] | None:
+    """The saved training state of ``out`` (None when there is none), checked against the data."""
+    state_path = out / STATE
+    if not state_path.is_file():
+        return None
+    state = load_training_state(state_path)
+    if list(state.get("class_names", [])) != class_names:
+        raise CheckpointError(
+            f"saved classes {state.get('class_names')} differ from the data's {class_names}", state_path
+        )
+    return state
+
+
+def train(
+    config: TrainConfig,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> TrainResult:
+    """Finetune a fresh ScoreNet on ``config.data``; see the module docstring for the files written.
+
+    ``progress(event)`` gets ``epoch``, ``step``, ``steps``, ``loss``, ``lr`` after each step and the
+    validation metrics (``val_weighted_f1``, ...) with ``step == steps`` at each epoch's end.
+    ``should_stop()`` is asked between steps; a stop (or Ctrl-C) ends the run with ``stopped=True``,
+    leaving the last finished epoch's checkpoint.
+    """
+    config.check()
+    out = Path(config.out)
+    device = _device(config)
+    world = _init_distributed(device)
+    splits = load_splits(
+        config.data, split_csv=config.split_csv, val_fraction=config.val_fraction, seed=config.seed
+    )
+    class_names = splits.class_names
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, len(class_names), **config.overrides).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    train_loader, val_loader = _loaders(config, splits, model, world)
+    scheduler = cosine_scheduler(optimizer, config.epochs * len(train_loader), config.min_lr)
+    mix_generator = torch.Generator().manual_seed(config.seed)
+    mixer = MixBatchTransform(
+        config.mix, model=model, prob=config.mix_prob, generator=mix_generator, num_classes=len(class_names)
+    )
+    start_epoch, best_f1, history = 0, -1.0, []
+    if config.resume:
+        state = _resume(out, class_names)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], mix_generator, device)
+            start_epoch, best_f1 = int(state["epoch"]), float(state["best_f1"])
+            history = json.loads((out / LOG_JSON).read_text()) if (out / LOG_JSON).is_file() else []
+            log.info("resuming %s after epoch %d", out, start_epoch)
+    elif world.is_main and (out / STATE).is_file():
+        log.warning("%s holds an earlier run; starting afresh (pass resume to continue it)", out)
+
+    net = DistributedDataParallel(model) if world.world_size > 1 else model
+    autocast_dtype = _autocast_dtype(config, device)
+    scaler = torch.amp.GradScaler(enabled=autocast_dtype == torch.float16)
+    metadata = {"mpp": config.mpp} if config.mpp is not None else {}
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            out / CONFIG_JSON, json.dumps({**config.to_json(), "class_names": class_names}, indent=2)
+        )
+
+    stopped = False
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            train_loader.batch_sampler.set_epoch(epoch)
+            train_loader.dataset.set_epoch(epoch)
+            net.train()
+            total_loss, steps = 0.0, len(train_loader)
+            for step, (images, labels) in enumerate(train_loader, start=1):
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt
+                images, labels = images.to(device, non_blocking=True), labels.to(device)
+                images, targets = mixer(images, labels)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    loss = soft_cross_entropy(net(images).logits, targets)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                total_loss += float(loss.detach())
+                if progress is not None:
+                    progress(
+                        {"epoch": epoch + 1, "step": step, "steps": steps, "loss": float(loss), "lr": lr}
+                    )
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / max(1, steps), "lr": lr}
+            if val_loader is not None:
+                labels_np, predicted, _ = predict(model, val_loader, device, autocast_dtype=autocast_dtype)
+                metrics = classification_metrics(labels_np, predicted, class_names)
+                row.update(
+                    {f"val_{k}": v for k, v in metrics.items() if k not in ("class_names", "num_images")}
+                )
+            score = row.get("val_weighted_f1", -row["train_loss"])
+            improved = score > best_f1
+            best_f1 = max(best_f1, score)
+            history.append(row)
+            if world.is_main:
+                _save_epoch(
+                    out,
+                    model,
+                    class_names,
+                    metadata,
+                    improved,
+                    history,
+                    {
+                        "model": model.state_dict(),
+                        "class_names": class_names,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": _rng_state(mix_generator, device),
+                        "epoch": epoch + 1,
+                        "best_f1": best_f1,
+                    },
+                )
+            if progress is not None:
+                progress({**row, "step": steps, "steps": steps, "loss": row["train_loss"]})
+    except KeyboardInterrupt:
+        stopped = True
+        log.warning("training stopped; %s holds the last finished epoch", out / LAST)
+    if world.world_size > 1:
+        dist.barrier()
+    return TrainResult(out / BEST, out / LAST, history, stopped, class_names, out)
+
+
+def _save_epoch(
+    out: Path,
+    model: ScoreNet,
+    class_names: list[str],
+    metadata: dict[str, Any],
+    improved: bool,
+    history: list[dict[str, Any]],
+    state: dict[str, Any],
+) -> None:
+    """Write the epoch's files. The state holds its own copy of the weights, so resuming never depends
+    on which of these files an interruption left behind."""
+    epoch_meta = {**metadata, "epoch": state["epoch"], "val_weighted_f1": history[-1].get("val_weighted_f1")}
+    save_checkpoint(model, out / LAST, class_names, epoch_meta)
+    if improved:
+        save_checkpoint(model, out / BEST, class_names, epoch_meta)
+    _write_logs(out, history)
+    save_training_state(out / STATE, state)
