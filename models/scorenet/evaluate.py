@@ -111,30 +111,42 @@ def evaluate_checkpoint(
     folders are matched to the checkpoint's class names by name.
     """
     from .checkpoint import load_checkpoint
-    from .errors import ScoreNetInputError
     from .inference import resolve_device
 
     dev = resolve_device(device)
     model, info = load_checkpoint(checkpoint, map_location=dev)
-    splits = load_splits(data, split_csv=split_csv, val_fraction=0.0)
-    if split is None:
-        split = "test" if splits.test else "train" if not splits.val else "val"
-    samples = splits.split(split)
-    if not samples:
-        raise ScoreNetInputError(f"the {split!r} split holds no images", data)
-    unknown = sorted(set(splits.class_names) - set(info.class_names))
-    if unknown:
-        raise ScoreNetInputError(
-            f"classes {unknown} are not among the checkpoint's classes {info.class_names}", data
-        )
-    # relabel by name: the checkpoint's class order is the truth
-    to_checkpoint = [info.class_names.index(n) for n in splits.class_names]
-    samples = [Sample(s.path, to_checkpoint[s.label], s.height, s.width) for s in samples]
+    samples, split = _checkpoint_samples(data, info.class_names, split, split_csv)
     loader = make_loader(samples, model, batch_size)
     labels, predicted, _ = predict(model, loader, dev, progress=progress, should_stop=should_stop)
     metrics = classification_metrics(labels, predicted, info.class_names)
     metrics.update(split=split, checkpoint=str(checkpoint), data=str(data))
     return metrics
+
+
+def _checkpoint_samples(
+    data: str | os.PathLike[str],
+    class_names: Sequence[str],
+    split: str | None,
+    split_csv: str | os.PathLike[str] | None,
+) -> tuple[list[Sample], str]:
+    """The samples of ``split`` (default: test if any, else val of a split layout, else every image),
+    labelled in the checkpoint's class order."""
+    from .errors import ScoreNetInputError
+
+    splits = load_splits(data, split_csv=split_csv, val_fraction=0.0)
+    if split is None:
+        split = "test" if splits.test else "val" if splits.val else "train"
+    samples = splits.split(split)
+    if not samples:
+        raise ScoreNetInputError(f"the {split!r} split holds no images", data)
+    unknown = sorted(set(splits.class_names) - set(class_names))
+    if unknown:
+        raise ScoreNetInputError(
+            f"classes {unknown} are not among the checkpoint's classes {list(class_names)}", data
+        )
+    # relabel by name: the checkpoint's class order is the truth
+    to_checkpoint = [list(class_names).index(n) for n in splits.class_names]
+    return [Sample(s.path, to_checkpoint[s.label], s.height, s.width) for s in samples], split
 
 
 def extract_features(
@@ -204,4 +216,30 @@ def probe_features(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, 
         "linear": linear_probe(features, labels, folds=folds, seed=seed),
         "knn_1": knn_probe(features, labels, k=1, folds=folds, seed=seed),
         f"knn_{k}_weighted": knn_probe(features, labels, k=k, weighted=True, folds=folds, seed=seed),
+    }
+
+
+def probe_checkpoint(
+    data: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    split: str | None = None,
+    split_csv: str | os.PathLike[str] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Frozen features of ``checkpoint`` on a split of ``data``, probed by :func:`probe_features`."""
+    from .checkpoint import load_checkpoint
+    from .inference import resolve_device
+
+    dev = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, map_location=dev)
+    samples, split = _checkpoint_samples(data, info.class_names, split, split_csv)
+    features, labels = extract_features(model, samples, dev)
+    return {
+        "split": split,
+        "num_images": len(labels),
+        "feature_dim": int(features.shape[1]),
+        "probes": probe_features(features, labels, folds=folds, seed=seed),
     }

@@ -1,0 +1,265 @@
+"""The ``scorenet`` command: train, eval, score, bench.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import ScoreNetInputError
+
+EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+MIXES = ("none", "cutmix", "saliencymix", "scoremix")  # scorenet.mixing.MIX_METHODS, without importing torch
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (numbers, true/false) or a plain string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage in (0, 100], got {text}")
+    return value / 100
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="finetune ScoreNet on a labelled folder", description=_TRAIN_HELP)
+    p.add_argument("data", type=Path, help="ROOT/<class>/*, ROOT/{train,val[,test]}/<class>/* or a CSV")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--model", default="scorenet_4_1", choices=["scorenet_4_1", "scorenet_4_3"])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=None, help="default 1e-2 * batch size / 256")
+    p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--mix", default="none", choices=MIXES)
+    p.add_argument("--mix-prob", type=float, default=1.0, help="chance that a batch is mixed")
+    p.add_argument("--fraction", type=_percent, default=1.0, metavar="PCT", help="percent of training data")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of a plain folder")
+    p.add_argument("--split-csv", type=Path, default=None, help="CSV path,label,split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--mpp", type=float, default=None, help="um/px of the images (stored in checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config override, e.g. --set top_k=8 (repeatable)",
+    )
+    p.set_defaults(func=_run_train)
+
+
+_TRAIN_HELP = (
+    "Finetune ScoreNet (SGD momentum 0.9, cosine schedule). Writes OUT/last.safetensors, "
+    "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
+)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data, out=args.out, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, mix=args.mix, mix_prob=args.mix_prob,
+        fraction=args.fraction, val_fraction=args.val_fraction, split_csv=args.split_csv, seed=args.seed,
+        device=args.device, amp=not args.no_amp, num_workers=args.workers, resume=args.resume, mpp=args.mpp,
+        overrides=dict(args.overrides),
+    )  # fmt: skip
+    bar = None
+
+    def progress(event: dict[str, Any]) -> None:
+        nonlocal bar
+        if bar is None or bar.desc != f"epoch {event['epoch']}":
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=event["steps"], desc=f"epoch {event['epoch']}", leave=True, file=sys.stderr)
+        if "val_weighted_f1" in event or "train_loss" in event:
+            bar.set_postfix(
+                loss=f"{event['loss']:.3f}", val_f1=f"{event.get('val_weighted_f1', float('nan')):.3f}"
+            )
+        else:
+            bar.update(1)
+            bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}")
+
+    try:
+        result = train(config, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    last = result.history[-1] if result.history else {}
+    print(json.dumps({
+        "best_checkpoint": str(result.best_checkpoint),
+        "last_checkpoint": str(result.last_checkpoint),
+        "epochs_done": len(result.history),
+        "stopped": result.stopped,
+        "val_weighted_f1": last.get("val_weighted_f1"),
+    }, indent=2))  # fmt: skip
+    return EXIT_INTERRUPTED if result.stopped else EXIT_OK
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="metrics of a checkpoint on a labelled folder",
+        description="Writes OUT/metrics.json (weighted_f1, per_class_f1, accuracy, confusion_matrix, "
+        "class_names) and, with --probe, OUT/probe.json (linear and k-NN probes of the frozen features).",
+    )
+    p.add_argument("data", type=Path, help="labelled folder or CSV (as for train)")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", choices=["train", "val", "test"], default=None, help="default: test, else all")
+    p.add_argument("--split-csv", type=Path, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--probe", action="store_true", help="also cross-validate probes on frozen features")
+    p.add_argument("--folds", type=int, default=5, help="folds of the probes' stratified CV")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint, probe_checkpoint
+    from .io import atomic_write
+
+    metrics = evaluate_checkpoint(
+        args.data, args.checkpoint, device=args.device, split=args.split, batch_size=args.batch_size,
+        split_csv=args.split_csv,
+    )  # fmt: skip
+    atomic_write(args.out / "metrics.json", json.dumps(metrics, indent=2))
+    summary = {k: metrics[k] for k in ("weighted_f1", "accuracy", "per_class_f1", "split", "num_images")}
+    if args.probe:
+        probes = probe_checkpoint(
+            args.data, args.checkpoint, device=args.device, split=args.split, split_csv=args.split_csv,
+            folds=args.folds,
+        )  # fmt: skip
+        atomic_write(args.out / "probe.json", json.dumps(probes, indent=2))
+        summary["probe"] = {name: p["weighted_f1"] for name, p in probes["probes"].items()}
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score an image or slide region with a checkpoint",
+        description="Writes prediction.json, distribution.npy, regions.geojson (K boxes, level-0 "
+        "coordinates), regions.csv and overlay.png into OUT (OUT/roi_N/ for several --roi).",
+    )
+    p.add_argument("image", type=Path, help="slide (any OpenSlide format) or plain image")
+    p.add_argument("--roi", type=int, nargs=4, action="append", metavar=("X", "Y", "W", "H"),
+                   help="level-0 region (repeatable); default: the whole image")  # fmt: skip
+    p.add_argument(
+        "--mpp", type=float, default=None, help="read at this um/px (default: checkpoint's, else level 0)"
+    )
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .export import write_score_outputs
+    from .inference import score_rois
+    from .slide import open_slide
+
+    model, info = load_checkpoint(args.checkpoint)
+    mpp = args.mpp if args.mpp is not None else info.metadata.get("mpp")
+    with open_slide(args.image) as slide:
+        rois = args.roi or [(0, 0, *slide.level_dimensions[0])]
+        scores = score_rois(model, slide, rois, mpp=mpp, device=args.device, class_names=info.class_names)
+    outputs = []
+    for i, score in enumerate(scores, start=1):
+        out_dir = args.out if len(scores) == 1 else args.out / f"roi_{i}"
+        write_score_outputs(out_dir, score)
+        outputs.append({
+            "roi": list(score.roi),
+            "predicted": score.predicted,
+            "probabilities": dict(zip(score.class_names, map(float, score.probabilities), strict=True)),
+            "out": str(out_dir),
+        })  # fmt: skip
+    print(json.dumps(outputs, indent=2))
+    return EXIT_OK
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks (throughput, end to end, learning)", add_help=False)
+    try:
+        from .bench import add_arguments
+    except ImportError as err:
+        reason = str(err)
+        p.add_argument("-h", "--help", action="help")
+        p.set_defaults(func=lambda _args: _missing_bench(reason))
+        return
+    p.add_argument("-h", "--help", action="help", help="show this help message and exit")
+    add_arguments(p)
+    p.set_defaults(func=_run_bench)
+
+
+def _missing_bench(reason: str) -> int:
+    raise ScoreNetInputError(f"benchmarks are not available in this installation ({reason})")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    return int(run(args) or EXIT_OK)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``scorenet`` parser (bench options come from ``scorenet.bench``)."""
+    parser = _Parser(prog="scorenet", description="ScoreNet: finetune, evaluate and score histology images.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log data counts and progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    _add_score(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scorenet``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except ScoreNetInputError as err:
+        print(f"scorenet {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"scorenet {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
