@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -226,6 +227,56 @@ def _resume(out: Path, class_names: list[str]) -> dict[str, Any] | None:
     return state
 
 
+@dataclass
+class _Run:
+    """The objects one training run mutates; their state is what a resume restores."""
+
+    model: ScoreNet
+    net: torch.nn.Module  # the model, wrapped in DDP under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    mixer: MixBatchTransform
+    mix_generator: torch.Generator
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    def state(self, class_names: list[str], epoch: int, best: float) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "class_names": class_names,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(self.mix_generator, self.device),
+            "epoch": epoch,
+            "best": best,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], self.mix_generator, self.device)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """One SGD step on a batch; returns (loss, lr used)."""
+        images, targets = self.mixer(images.to(self.device, non_blocking=True), labels.to(self.device))
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            loss = soft_cross_entropy(self.net(images).logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        return float(loss.detach()), lr
+
+
 def train(
     config: TrainConfig,
     *,
@@ -237,7 +288,8 @@ def train(
     ``progress(event)`` gets ``epoch``, ``step``, ``steps``, ``loss``, ``lr`` after each step and the
     validation metrics (``val_weighted_f1``, ...) with ``step == steps`` at each epoch's end.
     ``should_stop()`` is asked between steps; a stop (or Ctrl-C) ends the run with ``stopped=True``,
-    leaving the last finished epoch's checkpoint.
+    leaving the last finished epoch's checkpoint. Without a validation split the best checkpoint is
+    the epoch with the lowest training loss.
     """
     config.check()
     out = Path(config.out)
@@ -247,96 +299,52 @@ def train(
         config.data, split_csv=config.split_csv, val_fraction=config.val_fraction, seed=config.seed
     )
     class_names = splits.class_names
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, len(class_names), **config.overrides).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    train_loader, val_loader = _loaders(config, splits, model, world)
-    scheduler = cosine_scheduler(optimizer, config.epochs * len(train_loader), config.min_lr)
-    mix_generator = torch.Generator().manual_seed(config.seed)
-    mixer = MixBatchTransform(
-        config.mix, model=model, prob=config.mix_prob, generator=mix_generator, num_classes=len(class_names)
-    )
-    start_epoch, best_f1, history = 0, -1.0, []
-    if config.resume:
-        state = _resume(out, class_names)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"], mix_generator, device)
-            start_epoch, best_f1 = int(state["epoch"]), float(state["best_f1"])
-            history = json.loads((out / LOG_JSON).read_text()) if (out / LOG_JSON).is_file() else []
-            log.info("resuming %s after epoch %d", out, start_epoch)
-    elif world.is_main and (out / STATE).is_file():
-        log.warning("%s holds an earlier run; starting afresh (pass resume to continue it)", out)
-
-    net = DistributedDataParallel(model) if world.world_size > 1 else model
-    autocast_dtype = _autocast_dtype(config, device)
-    scaler = torch.amp.GradScaler(enabled=autocast_dtype == torch.float16)
+    run, train_loader, val_loader = _start(config, splits, world, device)
+    start_epoch, best, history = 0, -math.inf, []
+    state = _resume(out, class_names) if config.resume else None
+    if state is not None:
+        run.load_state(state)
+        start_epoch, best = int(state["epoch"]), float(state["best"])
+        history = json.loads((out / LOG_JSON).read_text()) if (out / LOG_JSON).is_file() else []
+        log.info("resuming %s after epoch %d", out, start_epoch)
+    elif world.is_main and (out / STATE).is_file() and not config.resume:
+        log.warning("%s holds an earlier run; starting afresh (resume continues it)", out)
     metadata = {"mpp": config.mpp} if config.mpp is not None else {}
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(
-            out / CONFIG_JSON, json.dumps({**config.to_json(), "class_names": class_names}, indent=2)
-        )
+        config_json = {**config.to_json(), "class_names": class_names, "world_size": world.world_size}
+        atomic_write(out / CONFIG_JSON, json.dumps(config_json, indent=2))
 
     stopped = False
     try:
         for epoch in range(start_epoch, config.epochs):
             train_loader.batch_sampler.set_epoch(epoch)
             train_loader.dataset.set_epoch(epoch)
-            net.train()
+            run.net.train()
             total_loss, steps = 0.0, len(train_loader)
             for step, (images, labels) in enumerate(train_loader, start=1):
                 if should_stop is not None and should_stop():
                     raise KeyboardInterrupt
-                images, labels = images.to(device, non_blocking=True), labels.to(device)
-                images, targets = mixer(images, labels)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    loss = soft_cross_entropy(net(images).logits, targets)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                total_loss += float(loss.detach())
+                loss, lr = run.step(images, labels)
+                total_loss += loss
                 if progress is not None:
-                    progress(
-                        {"epoch": epoch + 1, "step": step, "steps": steps, "loss": float(loss), "lr": lr}
-                    )
-            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / max(1, steps), "lr": lr}
+                    progress({"epoch": epoch + 1, "step": step, "steps": steps, "loss": loss, "lr": lr})
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / steps, "lr": lr}
             if val_loader is not None:
-                labels_np, predicted, _ = predict(model, val_loader, device, autocast_dtype=autocast_dtype)
+                labels_np, predicted, _ = predict(
+                    run.model, val_loader, device, autocast_dtype=run.autocast_dtype
+                )
                 metrics = classification_metrics(labels_np, predicted, class_names)
                 row.update(
                     {f"val_{k}": v for k, v in metrics.items() if k not in ("class_names", "num_images")}
                 )
             score = row.get("val_weighted_f1", -row["train_loss"])
-            improved = score > best_f1
-            best_f1 = max(best_f1, score)
+            improved = score > best
+            best = max(best, score)
             history.append(row)
             if world.is_main:
-                _save_epoch(
-                    out,
-                    model,
-                    class_names,
-                    metadata,
-                    improved,
-                    history,
-                    {
-                        "model": model.state_dict(),
-                        "class_names": class_names,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": _rng_state(mix_generator, device),
-                        "epoch": epoch + 1,
-                        "best_f1": best_f1,
-                    },
-                )
+                state = run.state(class_names, epoch + 1, best)
+                _save_epoch(out, run.model, class_names, metadata, improved, history, state)
             if progress is not None:
                 progress({**row, "step": steps, "steps": steps, "loss": row["train_loss"]})
     except KeyboardInterrupt:
@@ -345,6 +353,37 @@ def train(
     if world.world_size > 1:
         dist.barrier()
     return TrainResult(out / BEST, out / LAST, history, stopped, class_names, out)
+
+
+def _start(
+    config: TrainConfig, splits: DataSplits, world: _Dist, device: torch.device
+) -> tuple[_Run, DataLoader, DataLoader | None]:
+    """A fresh seeded model with its optimizer, schedule, mixing and loaders."""
+    torch.manual_seed(config.seed)
+    num_classes = len(splits.class_names)
+    model = build_model(config.model, num_classes, **config.overrides).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    train_loader, val_loader = _loaders(config, splits, model, world)
+    scheduler = cosine_scheduler(optimizer, config.epochs * len(train_loader), config.min_lr)
+    mix_generator = torch.Generator().manual_seed(config.seed)
+    mixer = MixBatchTransform(
+        config.mix, model=model, prob=config.mix_prob, generator=mix_generator, num_classes=num_classes
+    )
+    autocast_dtype = _autocast_dtype(config, device)
+    run = _Run(
+        model=model,
+        net=DistributedDataParallel(model) if world.world_size > 1 else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(enabled=autocast_dtype == torch.float16),
+        mixer=mixer,
+        mix_generator=mix_generator,
+        device=device,
+        autocast_dtype=autocast_dtype,
+    )
+    return run, train_loader, val_loader
 
 
 def _save_epoch(
