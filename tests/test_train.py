@@ -14,23 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from scorenet.checkpoint import load_checkpoint
-from scorenet.demo_data import make_tile_folder
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.errors import CheckpointError, ScoreNetInputError
 from scorenet.train import LAST, STATE, TrainConfig, train
 
-# a small ScoreNet (P_h = 64, K = 4) that trains in about a second per epoch on 2 CPU cores
-SMALL = {
-    "downscale": 4,
-    "top_k": 4,
-    "embed_dim": 32,
-    "depth": 2,
-    "num_heads": 2,
-    "num_cls_tokens": 1,
-    "scorer_cls_in_head": 1,
-    "global_depth": 1,
-    "global_num_heads": 2,
-    "num_samples": 50,
-}
+SMALL = DEMO_MODEL_OVERRIDES
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,19 @@ SOURCES = {
     "stroma": ("hgsc_stromal_he.jpg",),
 }
 DEFAULT_SIZES = ((256, 384), (384, 256))  # (height, width)
+# a small ScoreNet for demos and tests (P_h = 64, K = 4): about a second per epoch on the demo folder
+DEMO_MODEL_OVERRIDES = {
+    "downscale": 4,
+    "top_k": 4,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "num_cls_tokens": 1,
+    "scorer_cls_in_head": 1,
+    "global_depth": 1,
+    "global_num_heads": 2,
+    "num_samples": 50,
+}
 
 
 def _load_tiles(tiles_dir: Path) -> dict[str, list[np.ndarray]]:

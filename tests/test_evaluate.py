@@ -1,0 +1,84 @@
+"""Metrics, checkpoint evaluation by class name, and frozen-feature probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scorenet.checkpoint import save_checkpoint
+from scorenet.data import scan_image_folder
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES as SMALL
+from scorenet.demo_data import make_tile_folder
+from scorenet.errors import ScoreNetInputError
+from scorenet.evaluate import (
+    classification_metrics,
+    evaluate_checkpoint,
+    extract_features,
+    knn_probe,
+    linear_probe,
+    mean_std,
+    probe_checkpoint,
+)
+from scorenet.model import build_model
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory, tiles_dir: Path) -> Path:
+    return make_tile_folder(tmp_path_factory.mktemp("eval") / "tiles", 8, seed=1, tiles_dir=tiles_dir)
+
+
+def test_metrics_of_a_known_confusion() -> None:
+    # true 0 0 1 1 1, predicted 0 1 1 1 0: class 0 P = R = 1/2; class 1 P = R = 2/3
+    m = classification_metrics([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], ["a", "b"])
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["per_class_f1"] == pytest.approx({"a": 1 / 2, "b": 2 / 3})
+    assert m["weighted_f1"] == pytest.approx((2 * 1 / 2 + 3 * 2 / 3) / 5)
+    absent = classification_metrics([0, 0], [0, 0], ["a", "b", "c"])
+    assert absent["confusion_matrix"] == [[2, 0, 0], [0, 0, 0], [0, 0, 0]] and absent["weighted_f1"] == 1.0
+
+
+def test_mean_std_over_runs() -> None:
+    summary = mean_std([{"weighted_f1": 0.8, "accuracy": 0.9}, {"weighted_f1": 0.6, "accuracy": 0.7}])
+    assert summary["weighted_f1"]["mean"] == pytest.approx(0.7)
+    assert summary["weighted_f1"]["std"] == pytest.approx(0.1)
+    assert summary["accuracy"]["values"] == [0.9, 0.7]
+
+
+def test_probes_separate_separable_features_and_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    centres = rng.normal(size=(3, 16)) * 4
+    features = centres[labels] + rng.normal(size=(60, 16))
+    assert linear_probe(features, labels)["weighted_f1"]["mean"] > 0.95
+    assert knn_probe(features, labels, k=1)["weighted_f1"]["mean"] > 0.95
+    noise = rng.normal(size=(60, 16))
+    weighted = knn_probe(noise, labels, k=10, weighted=True)
+    assert weighted["weighted_f1"]["mean"] < 0.6 and weighted["folds"] == 5
+
+
+def test_evaluation_matches_classes_by_name(demo_root: Path, tmp_path: Path) -> None:
+    model = build_model("scorenet_4_1", 3, **SMALL).eval()
+    # the checkpoint orders its classes differently from the folder and knows one more
+    names = ["stroma", "normal", "carcinoma"]
+    save_checkpoint(model, tmp_path / "model.safetensors", names)
+    metrics = evaluate_checkpoint(demo_root, tmp_path / "model.safetensors", device="cpu")
+    assert metrics["class_names"] == names and metrics["split"] == "train" and metrics["num_images"] == 16
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.sum() == 16 and matrix[0].sum() == 8 and matrix[2].sum() == 8 and matrix[1].sum() == 0
+    features, labels = extract_features(model, scan_image_folder(demo_root))
+    assert features.shape == (16, model.config.feature_dim) and labels.tolist() == [0] * 8 + [1] * 8
+
+    save_checkpoint(model, tmp_path / "other.safetensors", ["stroma", "normal", "tumour"])
+    with pytest.raises(ScoreNetInputError, match=r"classes \['carcinoma'\] are not among the checkpoint's"):
+        evaluate_checkpoint(demo_root, tmp_path / "other.safetensors", device="cpu")
+
+
+def test_probe_checkpoint_reports_every_probe(demo_root: Path, tmp_path: Path) -> None:
+    model = build_model("scorenet_4_1", 2, **SMALL).eval()
+    save_checkpoint(model, tmp_path / "model.safetensors", ["carcinoma", "stroma"])
+    report = probe_checkpoint(demo_root, tmp_path / "model.safetensors", device="cpu", folds=4)
+    assert report["num_images"] == 16 and report["feature_dim"] == model.config.feature_dim
+    assert set(report["probes"]) == {"linear", "knn_1", "knn_11_weighted"}
+    assert all(p["folds"] == 4 and 0 <= p["weighted_f1"]["mean"] <= 1 for p in report["probes"].values())
