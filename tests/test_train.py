@@ -27,14 +27,14 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory, tiles_dir: Path) -> Path
 
 
 def _config(data: Path, out: Path, **kwargs) -> TrainConfig:
-    options = {"epochs": 3, "batch_size": 4, "lr": 0.01, "device": "cpu", "overrides": dict(SMALL)}
+    options = {"epochs": 4, "batch_size": 4, "lr": 0.01, "device": "cpu", "overrides": dict(SMALL)}
     return TrainConfig(data=data, out=out, **{**options, **kwargs})
 
 
 def test_learns_carcinoma_vs_stroma_and_writes_its_files(demo_root: Path, tmp_path: Path) -> None:
     events = []
     result = train(_config(demo_root, tmp_path / "run", mpp=0.5), progress=events.append)
-    assert not result.stopped and len(result.history) == 3
+    assert not result.stopped and len(result.history) == 4
     best_f1 = max(row["val_weighted_f1"] for row in result.history)
     assert best_f1 >= 0.75  # chance is 0.5
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -47,10 +47,10 @@ def test_learns_carcinoma_vs_stroma_and_writes_its_files(demo_root: Path, tmp_pa
     assert info.metadata["mpp"] == 0.5 and info.metadata["val_weighted_f1"] == pytest.approx(best_f1)
     with open(tmp_path / "run" / "log.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3] and float(rows[0]["lr"]) == pytest.approx(lrs[0])
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4] and float(rows[0]["lr"]) == pytest.approx(lrs[0])
     steps = [e for e in events if "train_loss" not in e]
     assert steps[0]["epoch"] == 1 and steps[0]["step"] == 1 and steps[-1]["step"] == steps[-1]["steps"]
-    assert sum("val_weighted_f1" in e for e in events) == 3
+    assert sum("val_weighted_f1" in e for e in events) == 4
 
 
 def test_resume_after_a_stop_gives_the_uninterrupted_weights(demo_root: Path, tmp_path: Path) -> None:

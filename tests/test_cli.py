@@ -1,0 +1,114 @@
+"""The ``scorenet`` command: train -> eval -> score on real data, help, and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scorenet.cli import main
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
+
+SMALL_ARGS = [arg for key, value in DEMO_MODEL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory, tiles_dir: Path) -> Path:
+    return make_tile_folder(tmp_path_factory.mktemp("cli") / "tiles", 24, seed=2, tiles_dir=tiles_dir)
+
+
+@pytest.fixture(scope="module")
+def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["train", str(demo_root), "--out", str(run), "--epochs", "4", "--batch-size", "4", "--lr", "0.01"]
+    assert main([*argv, "--device", "cpu", "--mpp", "2.0", *SMALL_ARGS]) == 0
+    return run
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scorenet.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_train_writes_a_run_folder(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    log = json.loads((trained / "log.json").read_text())
+    assert [row["epoch"] for row in log] == [1, 2, 3, 4]
+    config = json.loads((trained / "train_config.json").read_text())
+    assert config["overrides"]["top_k"] == 4 and config["class_names"] == ["carcinoma", "stroma"]
+    assert (trained / "best.safetensors").is_file()
+
+
+def test_eval_writes_metrics(trained: Path, demo_root: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "eval"
+    assert main(["eval", str(demo_root), "--checkpoint", str(trained / "best.safetensors"), "--out", str(out),
+                 "--device", "cpu", "--probe", "--folds", "4"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["class_names"] == ["carcinoma", "stroma"] and metrics["num_images"] == 48
+    assert np.array(metrics["confusion_matrix"]).sum() == 48
+    assert metrics["weighted_f1"] >= 0.75  # 80 % of these images were its training data
+    assert set(metrics["per_class_f1"]) == {"carcinoma", "stroma"}
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe["probes"]["linear"]["weighted_f1"]["mean"] >= 0.75
+    assert json.loads(capsys.readouterr().out)["weighted_f1"] == metrics["weighted_f1"]
+
+
+def test_score_a_real_slide_roi(trained: Path, slides_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "score"
+    roi = ["--roi", "1000", "1200", "512", "384"]
+    assert main(["score", str(slides_dir / "cmu_small_region.svs"), *roi, "--checkpoint",
+                 str(trained / "best.safetensors"), "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    prediction = json.loads((out / "prediction.json").read_text())
+    assert prediction["predicted"] in ("carcinoma", "stroma")
+    distribution = np.load(out / "distribution.npy")
+    # trained at 2 um/px (stored in the checkpoint): 512 x 384 level-0 px at 0.499 um/px -> 2 x 1.5 regions,
+    # grown to K = 4 whole regions
+    assert distribution.sum() == pytest.approx(1.0, abs=1e-5) and distribution.size >= 4
+    regions = json.loads((out / "regions.geojson").read_text())
+    boxes = [f for f in regions["features"] if f["properties"]["name"].startswith("region")]
+    coords = np.array([c for f in regions["features"] for c in f["geometry"]["coordinates"][0]])
+    assert coords[:, 0].min() >= 900 and coords[:, 0].max() <= 1612 and coords[:, 1].min() >= 1100
+    assert len(boxes) == 4  # K
+    assert Image.open(out / "overlay.png").size[0] > 0
+
+
+def test_two_rois_get_their_own_folders(trained: Path, slides_dir: Path, tmp_path: Path) -> None:
+    slide = str(slides_dir / "cmu_small_region.svs")
+    assert main(["score", slide, "--roi", "0", "0", "256", "256", "--roi", "1000", "1000", "256", "256",
+                 "--mpp", "0.499", "--checkpoint", str(trained / "last.safetensors"), "--out", str(tmp_path),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    assert (tmp_path / "roi_1" / "prediction.json").is_file() and (
+        tmp_path / "roi_2" / "overlay.png"
+    ).is_file()
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "score", "bench"])
+def test_help_of_each_subcommand(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: scorenet {command}" in capsys.readouterr().out
+
+
+def test_user_errors_exit_2_with_one_line(
+    trained: Path, demo_root: Path, slides_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 64)
+    cases = [
+        (["train", str(tmp_path / "nope"), "--out", str(tmp_path / "r")], "nope: data folder not found"),
+        (["eval", str(demo_root), "--checkpoint", str(broken), "--out", str(tmp_path)], "broken.safetensors"),
+        (["score", str(slides_dir / "cmu_small_region.svs"), "--roi", "99999", "0", "10", "10",
+          "--checkpoint", str(trained / "best.safetensors"), "--out", str(tmp_path)], "cmu_small_region.svs"),
+        (["train", str(demo_root), "--out", str(tmp_path), "--fraction", "150"], "percentage"),
+        (["train", str(demo_root)], "--out"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        done = _run(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in done.stderr, done.stderr
