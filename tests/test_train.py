@@ -135,3 +135,11 @@ def test_torchrun_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_without_validation_the_best_epoch_has_the_lowest_loss(demo_root: Path, tmp_path: Path) -> None:
+    result = train(_config(demo_root, tmp_path / "run", epochs=3, fraction=0.3, val_fraction=0.0))
+    assert all("val_weighted_f1" not in row for row in result.history)
+    losses = [row["train_loss"] for row in result.history]
+    best_epoch = load_checkpoint(result.best_checkpoint)[1].metadata["epoch"]
+    assert best_epoch == 1 + losses.index(min(losses))

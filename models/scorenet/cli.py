@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,9 +97,12 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides=dict(args.overrides),
     )  # fmt: skip
     bar = None
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
 
     def progress(event: dict[str, Any]) -> None:
         nonlocal bar
+        if not is_main:
+            return
         if bar is None or bar.desc != f"epoch {event['epoch']}":
             if bar is not None:
                 bar.close()
@@ -108,8 +112,8 @@ def _run_train(args: argparse.Namespace) -> int:
                 loss=f"{event['loss']:.3f}", val_f1=f"{event.get('val_weighted_f1', float('nan')):.3f}"
             )
         else:
+            bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}")
 
     try:
         result = train(config, progress=progress)
@@ -117,13 +121,15 @@ def _run_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     last = result.history[-1] if result.history else {}
-    print(json.dumps({
+    summary = {
         "best_checkpoint": str(result.best_checkpoint),
         "last_checkpoint": str(result.last_checkpoint),
         "epochs_done": len(result.history),
         "stopped": result.stopped,
         "val_weighted_f1": last.get("val_weighted_f1"),
-    }, indent=2))  # fmt: skip
+    }
+    if is_main:
+        print(json.dumps(summary, indent=2))
     return EXIT_INTERRUPTED if result.stopped else EXIT_OK
 
 

@@ -90,3 +90,26 @@ def make_tile_folder(
             with atomic_path(out / name / f"{name}_{i:03d}.png") as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG")
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scorenet.demo_data OUT [--per-class N] [--seed S] [--size HxW ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m scorenet.demo_data", description=make_tile_folder.__doc__
+    )
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--per-class", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size", action="append", type=lambda t: tuple(int(v) for v in t.lower().split("x")), metavar="HxW"
+    )
+    args = parser.parse_args(argv)
+    out = make_tile_folder(args.out, args.per_class, args.seed, args.size or DEFAULT_SIZES)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -241,7 +241,7 @@ class _Run:
     device: torch.device
     autocast_dtype: torch.dtype | None
 
-    def state(self, class_names: list[str], epoch: int, best: float) -> dict[str, Any]:
+    def state(self, class_names: list[str], epoch: int, best: list[float]) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "class_names": class_names,
@@ -288,8 +288,8 @@ def train(
     ``progress(event)`` gets ``epoch``, ``step``, ``steps``, ``loss``, ``lr`` after each step and the
     validation metrics (``val_weighted_f1``, ...) with ``step == steps`` at each epoch's end.
     ``should_stop()`` is asked between steps; a stop (or Ctrl-C) ends the run with ``stopped=True``,
-    leaving the last finished epoch's checkpoint. Without a validation split the best checkpoint is
-    the epoch with the lowest training loss.
+    leaving the last finished epoch's checkpoint. The best checkpoint has the highest validation
+    weighted F1; ties (and runs without a validation split) go to the lower training loss.
     """
     config.check()
     out = Path(config.out)
@@ -300,11 +300,11 @@ def train(
     )
     class_names = splits.class_names
     run, train_loader, val_loader = _start(config, splits, world, device)
-    start_epoch, best, history = 0, -math.inf, []
+    start_epoch, best, history = 0, [-math.inf, -math.inf], []
     state = _resume(out, class_names) if config.resume else None
     if state is not None:
         run.load_state(state)
-        start_epoch, best = int(state["epoch"]), float(state["best"])
+        start_epoch, best = int(state["epoch"]), [float(v) for v in state["best"]]
         history = json.loads((out / LOG_JSON).read_text()) if (out / LOG_JSON).is_file() else []
         log.info("resuming %s after epoch %d", out, start_epoch)
     elif world.is_main and (out / STATE).is_file() and not config.resume:
@@ -338,8 +338,8 @@ def train(
                 row.update(
                     {f"val_{k}": v for k, v in metrics.items() if k not in ("class_names", "num_images")}
                 )
-            score = row.get("val_weighted_f1", -row["train_loss"])
-            improved = score > best
+            score = [row.get("val_weighted_f1", -math.inf), -row["train_loss"]]
+            improved = score > best  # validation F1 first; ties go to the lower training loss
             best = max(best, score)
             history.append(row)
             if world.is_main:
