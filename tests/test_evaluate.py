@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_evaluation_matches_classes_by_name(demo_root: Path, tmp_path: Path) -> 
     names = ["stroma", "normal", "carcinoma"]
     save_checkpoint(model, tmp_path / "model.safetensors", names)
     metrics = evaluate_checkpoint(demo_root, tmp_path / "model.safetensors", device="cpu")
-    assert metrics["class_names"] == names and metrics["split"] == "train" and metrics["num_images"] == 16
+    assert metrics["class_names"] == names and metrics["split"] == "all" and metrics["num_images"] == 16
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.sum() == 16 and matrix[0].sum() == 8 and matrix[2].sum() == 8 and matrix[1].sum() == 0
     features, labels = extract_features(model, scan_image_folder(demo_root))
@@ -82,3 +83,17 @@ def test_probe_checkpoint_reports_every_probe(demo_root: Path, tmp_path: Path) -
     assert report["num_images"] == 16 and report["feature_dim"] == model.config.feature_dim
     assert set(report["probes"]) == {"linear", "knn_1", "knn_11_weighted"}
     assert all(p["folds"] == 4 and 0 <= p["weighted_f1"]["mean"] <= 1 for p in report["probes"].values())
+
+
+def test_split_layout_is_evaluated_on_its_test_split(demo_root: Path, tmp_path: Path) -> None:
+    for split in ("train", "val", "test"):
+        shutil.copytree(demo_root, tmp_path / "data" / split)
+    for extra in sorted((tmp_path / "data" / "test" / "stroma").iterdir())[:5]:
+        extra.unlink()
+    model = build_model("scorenet_4_1", 2, **SMALL).eval()
+    save_checkpoint(model, tmp_path / "model.safetensors", ["carcinoma", "stroma"])
+    metrics = evaluate_checkpoint(tmp_path / "data", tmp_path / "model.safetensors", device="cpu")
+    assert metrics["split"] == "test" and metrics["num_images"] == 11
+    assert [sum(row) for row in metrics["confusion_matrix"]] == [8, 3]
+    on_val = evaluate_checkpoint(tmp_path / "data", tmp_path / "model.safetensors", device="cpu", split="val")
+    assert on_val["split"] == "val" and on_val["num_images"] == 16

@@ -143,7 +143,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="labelled folder or CSV (as for train)")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], default=None, help="default: test, else all")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default=None,
+        help="default: test, else val, else all images",
+    )
     p.add_argument("--split-csv", type=Path, default=None)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")

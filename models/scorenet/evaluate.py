@@ -129,22 +129,21 @@ def _checkpoint_samples(
     split: str | None,
     split_csv: str | os.PathLike[str] | None,
 ) -> tuple[list[Sample], str]:
-    """The samples of ``split`` (default: test if any, else val of a split layout, else every image),
-    labelled in the checkpoint's class order."""
+    """The samples of ``split`` and its name (default: ``test`` if any, else ``val`` of a split layout,
+    else ``all`` images of a plain folder), labelled in the checkpoint's class order by name."""
     from .errors import ScoreNetInputError
 
     splits = load_splits(data, split_csv=split_csv, val_fraction=0.0)
-    if split is None:
-        split = "test" if splits.test else "val" if splits.val else "train"
-    samples = splits.split(split)
-    if not samples:
-        raise ScoreNetInputError(f"the {split!r} split holds no images", data)
     unknown = sorted(set(splits.class_names) - set(class_names))
     if unknown:
         raise ScoreNetInputError(
             f"classes {unknown} are not among the checkpoint's classes {list(class_names)}", data
         )
-    # relabel by name: the checkpoint's class order is the truth
+    if split is None:
+        split = "test" if splits.test else "val" if splits.val else "all"
+    samples = splits.train if split == "all" else splits.split(split)
+    if not samples:
+        raise ScoreNetInputError(f"the {split!r} split holds no images", data)
     to_checkpoint = [list(class_names).index(n) for n in splits.class_names]
     return [Sample(s.path, to_checkpoint[s.label], s.height, s.width) for s in samples], split
 
