@@ -29,12 +29,6 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "scorenet.cli", *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def test_train_writes_a_run_folder(trained: Path, capsys: pytest.CaptureFixture) -> None:
     log = json.loads((trained / "log.json").read_text())
     assert [row["epoch"] for row in log] == [1, 2, 3, 4]
@@ -94,8 +88,15 @@ def test_help_of_each_subcommand(command: str, capsys: pytest.CaptureFixture) ->
     assert f"usage: scorenet {command}" in capsys.readouterr().out
 
 
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exit_info:  # argparse errors
+        return int(exit_info.code)
+
+
 def test_user_errors_exit_2_with_one_line(
-    trained: Path, demo_root: Path, slides_dir: Path, tmp_path: Path
+    trained: Path, demo_root: Path, slides_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 64)
@@ -108,7 +109,17 @@ def test_user_errors_exit_2_with_one_line(
         (["train", str(demo_root)], "--out"),
     ]  # fmt: skip
     for argv, needle in cases:
-        done = _run(*argv)
-        assert done.returncode == 2, (argv, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in done.stderr, done.stderr
+        assert _exit_code(argv) == 2, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], lines
+    # the installed command: nothing but that line, no traceback
+    done = subprocess.run(
+        [sys.executable, "-m", "scorenet.cli", "eval", str(demo_root), "--checkpoint", str(broken), "--out",
+         str(tmp_path)], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        done.returncode == 2
+        and done.stderr.startswith("scorenet eval: error: ")
+        and "Traceback" not in done.stderr
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
