@@ -103,6 +103,9 @@ def test_corrupted_state_is_a_clear_error(demo_root: Path, tmp_path: Path) -> No
         ({"mix": "mixup"}, "unknown mix 'mixup'"),
         ({"fraction": 0.0}, "data fraction"),
         ({"epochs": 0}, "epochs"),
+        ({"overrides": {"top_kk": 3}}, "bad model override .*top_kk"),
+        ({"overrides": {"embed_dim": 30, "num_heads": 4}}, "embed_dim must be divisible by num_heads"),
+        ({"model": "scorenet_9"}, "unknown model 'scorenet_9'"),
     ],
 )
 def test_bad_options_are_refused_before_training(tmp_path: Path, option: dict, message: str) -> None:

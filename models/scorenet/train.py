@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .checkpoint import save_checkpoint
+from .config import MODEL_CONFIGS, ScoreNetConfig
 from .data import DataSplits, GridBatchSampler, GridImageDataset, load_splits, subsample
 from .errors import CheckpointError, ScoreNetInputError
 from .evaluate import classification_metrics, make_loader, predict
@@ -88,11 +89,21 @@ class TrainConfig:
             (self.mix in MIX_METHODS, f"unknown mix {self.mix!r}; choose one of {', '.join(MIX_METHODS)}"),
             (0 <= self.mix_prob <= 1, f"mix probability must lie in [0, 1], got {self.mix_prob}"),
             (0 < self.fraction <= 1, f"data fraction must lie in (0, 1], got {self.fraction}"),
+            (self.mpp is None or self.mpp > 0, f"mpp must be > 0, got {self.mpp}"),
             (0 <= self.val_fraction < 1, f"validation fraction must lie in [0, 1), got {self.val_fraction}"),
         ]
         for ok, message in problems:
             if not ok:
                 raise ScoreNetInputError(message)
+        if self.model not in MODEL_CONFIGS:
+            raise ScoreNetInputError(
+                f"unknown model {self.model!r}; choose one of {', '.join(MODEL_CONFIGS)}"
+            )
+        try:
+            ScoreNetConfig(**{**MODEL_CONFIGS[self.model], **self.overrides})
+        except (TypeError, ValueError) as err:
+            known = ", ".join(f.name for f in fields(ScoreNetConfig))
+            raise ScoreNetInputError(f"bad model override {self.overrides} ({err}); fields: {known}") from err
 
 
 @dataclass
