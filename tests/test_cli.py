@@ -123,3 +123,18 @@ def test_user_errors_exit_2_with_one_line(
         and "Traceback" not in done.stderr
     )
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_eval_of_several_runs_gives_mean_and_std(trained: Path, demo_root: Path, tmp_path: Path) -> None:
+    checkpoints = [str(trained / "best.safetensors"), str(trained / "last.safetensors")]
+    assert (
+        main(
+            ["eval", str(demo_root), "--checkpoint", *checkpoints, "--out", str(tmp_path), "--device", "cpu"]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    f1s = [run["weighted_f1"] for run in metrics["runs"]]
+    assert metrics["num_runs"] == 2 and metrics["weighted_f1"] == pytest.approx(np.mean(f1s))
+    assert metrics["weighted_f1_std"] == pytest.approx(np.std(f1s))
+    assert np.array(metrics["confusion_matrix"]).sum() == 2 * 48

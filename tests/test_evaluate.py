@@ -20,6 +20,7 @@ from scorenet.evaluate import (
     linear_probe,
     mean_std,
     probe_checkpoint,
+    summarize_runs,
 )
 from scorenet.model import build_model
 
@@ -97,3 +98,16 @@ def test_split_layout_is_evaluated_on_its_test_split(demo_root: Path, tmp_path: 
     assert [sum(row) for row in metrics["confusion_matrix"]] == [8, 3]
     on_val = evaluate_checkpoint(tmp_path / "data", tmp_path / "model.safetensors", device="cpu", split="val")
     assert on_val["split"] == "val" and on_val["num_images"] == 16
+
+
+def test_summary_of_runs() -> None:
+    runs = [
+        classification_metrics([0, 0, 1, 1], [0, 0, 1, 1], ["a", "b"]),
+        classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"]),
+    ]
+    summary = summarize_runs(runs)
+    assert summary["accuracy"] == pytest.approx(0.875) and summary["accuracy_std"] == pytest.approx(0.125)
+    assert summary["per_class_f1"]["a"] == pytest.approx((1 + 2 / 3) / 2)
+    assert summary["confusion_matrix"] == [[3, 1], [0, 4]]
+    with pytest.raises(ScoreNetInputError, match="different class names"):
+        summarize_runs([runs[0], classification_metrics([0], [0], ["x", "b"])])

@@ -138,10 +138,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="metrics of a checkpoint on a labelled folder",
         description="Writes OUT/metrics.json (weighted_f1, per_class_f1, accuracy, confusion_matrix, "
-        "class_names) and, with --probe, OUT/probe.json (linear and k-NN probes of the frozen features).",
+        "class_names; with several checkpoints their means, *_std and each run) and, with --probe, "
+        "OUT/probe.json (linear and k-NN probes of the frozen features).",
     )
     p.add_argument("data", type=Path, help="labelled folder or CSV (as for train)")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument(
+        "--checkpoint", type=Path, nargs="+", required=True, help="several: mean and std over the runs"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
         "--split",
@@ -158,22 +161,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint, probe_checkpoint
+    from .evaluate import evaluate_checkpoint, probe_checkpoint, summarize_runs
     from .io import atomic_write
 
-    metrics = evaluate_checkpoint(
-        args.data, args.checkpoint, device=args.device, split=args.split, batch_size=args.batch_size,
-        split_csv=args.split_csv,
-    )  # fmt: skip
+    options = {"device": args.device, "split": args.split, "split_csv": args.split_csv}
+    runs = [evaluate_checkpoint(args.data, c, batch_size=args.batch_size, **options) for c in args.checkpoint]
+    metrics = runs[0] if len(runs) == 1 else summarize_runs(runs)
     atomic_write(args.out / "metrics.json", json.dumps(metrics, indent=2))
-    summary = {k: metrics[k] for k in ("weighted_f1", "accuracy", "per_class_f1", "split", "num_images")}
+    summary = {k: metrics[k] for k in ("weighted_f1", "accuracy", "per_class_f1") if k in metrics}
+    summary.update({k: metrics[k] for k in ("weighted_f1_std", "accuracy_std", "num_runs") if k in metrics})
+    summary.update(split=runs[0]["split"], num_images=runs[0]["num_images"])
     if args.probe:
-        probes = probe_checkpoint(
-            args.data, args.checkpoint, device=args.device, split=args.split, split_csv=args.split_csv,
-            folds=args.folds,
-        )  # fmt: skip
-        atomic_write(args.out / "probe.json", json.dumps(probes, indent=2))
-        summary["probe"] = {name: p["weighted_f1"] for name, p in probes["probes"].items()}
+        probes = [probe_checkpoint(args.data, c, folds=args.folds, **options) for c in args.checkpoint]
+        atomic_write(args.out / "probe.json", json.dumps(probes[0] if len(probes) == 1 else probes, indent=2))
+        summary["probe"] = [{name: p["weighted_f1"] for name, p in r["probes"].items()} for r in probes]
     print(json.dumps(summary, indent=2))
     return EXIT_OK
 

@@ -50,6 +50,30 @@ def mean_std(runs: Sequence[dict[str, Any]], keys: Sequence[str] = ("weighted_f1
     return summary
 
 
+def summarize_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of several runs (e.g. seeds) in one dict: the mean of each metric with ``*_std`` beside
+    it, per-class F1 means and stds, the summed confusion matrix, and ``runs`` (each run's metrics)."""
+    from .errors import ScoreNetInputError
+
+    names = runs[0]["class_names"]
+    if any(r["class_names"] != names for r in runs):
+        raise ScoreNetInputError("the runs have different class names; summarise runs of one task only")
+    stats = mean_std(runs)
+    per_class = {n: np.array([r["per_class_f1"][n] for r in runs]) for n in names}
+    return {
+        "weighted_f1": stats["weighted_f1"]["mean"],
+        "weighted_f1_std": stats["weighted_f1"]["std"],
+        "accuracy": stats["accuracy"]["mean"],
+        "accuracy_std": stats["accuracy"]["std"],
+        "per_class_f1": {n: float(v.mean()) for n, v in per_class.items()},
+        "per_class_f1_std": {n: float(v.std()) for n, v in per_class.items()},
+        "confusion_matrix": np.sum([r["confusion_matrix"] for r in runs], axis=0).tolist(),
+        "class_names": list(names),
+        "num_runs": len(runs),
+        "runs": list(runs),
+    }
+
+
 def make_loader(
     samples: Sequence[Sample], model: nn.Module, batch_size: int, num_workers: int = 0
 ) -> DataLoader:
