@@ -178,3 +178,13 @@ def test_batches_share_a_grid_and_shard_across_ranks() -> None:
     ranks = [list(GridBatchSampler(grids, 3, shuffle=True, seed=0, rank=r, world_size=2)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 3
     assert {i for rank in ranks for b in rank for i in b} == set(range(12))
+
+
+def test_files_beside_the_class_folders_are_reported(
+    demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _copy(demo_root, tmp_path / "data")
+    (root / "labels.xlsx").write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="scorenet.data"):
+        assert len(scan_image_folder(root)) == 20
+    assert "1 files outside class folders ignored (labels.xlsx)" in caplog.text

@@ -92,7 +92,11 @@ def class_folders(root: Path) -> list[str]:
     """Sorted class sub-folder names of an ImageFolder ``root``."""
     if not root.is_dir():
         raise ScoreNetInputError("data folder not found", root)
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and _visible(p))
+    entries = [p for p in root.iterdir() if _visible(p)]
+    names = sorted(p.name for p in entries if p.is_dir())
+    loose = sorted(p.name for p in entries if not p.is_dir())
+    if loose:
+        log.warning("%s: %d files outside class folders ignored (%s)", root, len(loose), ", ".join(loose[:5]))
     if not names:
         raise ScoreNetInputError("no class sub-folders (expected ROOT/<class>/<image>)", root)
     return names
