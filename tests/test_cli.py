@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +140,27 @@ def test_eval_of_several_runs_gives_mean_and_std(trained: Path, demo_root: Path,
     assert metrics["num_runs"] == 2 and metrics["weighted_f1"] == pytest.approx(np.mean(f1s))
     assert metrics["weighted_f1_std"] == pytest.approx(np.std(f1s))
     assert np.array(metrics["confusion_matrix"]).sum() == 2 * 48
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(demo_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", str(demo_root), "--out", str(run), "--epochs", "6", "--batch-size", "4", "--lr", "0.01",
+            "--fraction", "50", "--device", "cpu", *SMALL_ARGS]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorenet.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (run / "last_state.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    done = len(json.loads((run / "log.json").read_text()))
+    assert 1 <= done < 6 and json.loads(out)["stopped"] is True
+    assert main([*argv, "--resume"]) == 0
+    epochs = [row["epoch"] for row in json.loads((run / "log.json").read_text())]
+    assert epochs == list(range(1, 7))
