@@ -45,6 +45,12 @@ def _percent(text: str) -> float:
     return value / 100
 
 
+_TRAIN_HELP = (
+    "Finetune ScoreNet (SGD momentum 0.9, cosine schedule). Writes OUT/last.safetensors, "
+    "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
+)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="finetune ScoreNet on a labelled folder", description=_TRAIN_HELP)
     p.add_argument("data", type=Path, help="ROOT/<class>/*, ROOT/{train,val[,test]}/<class>/* or a CSV")
@@ -78,15 +84,44 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_train)
 
 
-_TRAIN_HELP = (
-    "Finetune ScoreNet (SGD momentum 0.9, cosine schedule). Writes OUT/last.safetensors, "
-    "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
-)
+class _EpochBars:
+    """One tqdm bar per epoch on stderr: loss and lr per step, then the validation F1."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def update(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        desc = f"epoch {event['epoch']}"
+        if self.bar is None or self.bar.desc != desc:
+            self.close()
+            self.bar = tqdm(total=event["steps"], desc=desc, file=sys.stderr)
+        if "train_loss" in event:  # the epoch's summary
+            val_f1 = event.get("val_weighted_f1")
+            self.bar.set_postfix(
+                loss=f"{event['loss']:.3f}", val_f1="-" if val_f1 is None else f"{val_f1:.3f}"
+            )
+        else:
+            self.bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> _EpochBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .train import TrainConfig, train
 
     config = TrainConfig(
@@ -96,30 +131,9 @@ def _run_train(args: argparse.Namespace) -> int:
         device=args.device, amp=not args.no_amp, num_workers=args.workers, resume=args.resume, mpp=args.mpp,
         overrides=dict(args.overrides),
     )  # fmt: skip
-    bar = None
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
-
-    def progress(event: dict[str, Any]) -> None:
-        nonlocal bar
-        if not is_main:
-            return
-        if bar is None or bar.desc != f"epoch {event['epoch']}":
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=event["steps"], desc=f"epoch {event['epoch']}", leave=True, file=sys.stderr)
-        if "val_weighted_f1" in event or "train_loss" in event:
-            bar.set_postfix(
-                loss=f"{event['loss']:.3f}", val_f1=f"{event.get('val_weighted_f1', float('nan')):.3f}"
-            )
-        else:
-            bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", refresh=False)
-            bar.update(1)
-
-    try:
-        result = train(config, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
+    with _EpochBars(enabled=is_main) as bars:
+        result = train(config, progress=bars.update)
     last = result.history[-1] if result.history else {}
     summary = {
         "best_checkpoint": str(result.best_checkpoint),
