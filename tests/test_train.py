@@ -114,14 +114,17 @@ def test_bad_options_are_refused_before_training(tmp_path: Path, option: dict, m
 
 
 def test_torchrun_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
+    # ScoreMix asks the wrapped model's scorer for its distribution: the DDP path must allow that
     torchrun = Path(sys.executable).with_name("torchrun")
     script = (
         "import json\n"
         "from scorenet.train import TrainConfig, train\n"
         f"r = train(TrainConfig(data={str(demo_root)!r}, out={str(tmp_path / 'ddp')!r}, epochs=1,"
-        f" batch_size=4, lr=0.01, device='cpu', fraction=0.5, overrides={SMALL!r}))\n"
+        f" batch_size=4, lr=0.01, device='cpu', fraction=0.5, mix='scoremix', overrides={SMALL!r}))\n"
         "import torch.distributed as dist\n"
-        "print(json.dumps({'rank': dist.get_rank(), 'world': dist.get_world_size()}))\n"
+        "row = r.history[-1]\n"
+        "print(json.dumps({'rank': dist.get_rank(), 'world': dist.get_world_size(),"
+        " 'loss': row['train_loss'], 'val': row['val_confusion_matrix']}))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -131,6 +134,8 @@ def test_torchrun_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
+    assert reports[0]["loss"] != reports[1]["loss"]  # each process trained on its own batches
+    assert reports[0]["val"] == reports[1]["val"]  # with the same synchronised weights
     assert load_checkpoint(tmp_path / "ddp" / "last.safetensors")[1].metadata["epoch"] == 1
     shutil.rmtree(tmp_path / "ddp")
 
