@@ -151,3 +151,15 @@ def test_without_validation_the_best_epoch_has_the_lowest_loss(demo_root: Path, 
     losses = [row["train_loss"] for row in result.history]
     best_epoch = load_checkpoint(result.best_checkpoint)[1].metadata["epoch"]
     assert best_epoch == 1 + losses.index(min(losses))
+
+
+def test_trains_from_a_split_csv(demo_root: Path, tmp_path: Path) -> None:
+    images = sorted(demo_root.glob("*/*.png"))
+    rows = [
+        f"{p.relative_to(demo_root)},{p.parent.name},{'val' if i % 6 == 0 else 'train'}"
+        for i, p in enumerate(images)
+    ]
+    (tmp_path / "splits.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    result = train(_config(demo_root, tmp_path / "run", epochs=1, split_csv=tmp_path / "splits.csv"))
+    assert result.class_names == ["carcinoma", "stroma"]
+    assert sum(sum(r) for r in result.history[0]["val_confusion_matrix"]) == len(images[::6])
