@@ -123,8 +123,9 @@ def test_torchrun_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
         f" batch_size=4, lr=0.01, device='cpu', fraction=0.5, mix='scoremix', overrides={SMALL!r}))\n"
         "import torch.distributed as dist\n"
         "row = r.history[-1]\n"
-        "print(json.dumps({'rank': dist.get_rank(), 'world': dist.get_world_size(),"
-        " 'loss': row['train_loss'], 'val': row['val_confusion_matrix']}))\n"
+        "report = {'rank': dist.get_rank(), 'world': dist.get_world_size(),"
+        " 'loss': row['train_loss'], 'val': row['val_confusion_matrix']}\n"
+        f"open(f'{tmp_path}/rank{{dist.get_rank()}}.json', 'w').write(json.dumps(report))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -132,7 +133,7 @@ def test_torchrun_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
     assert reports[0]["loss"] != reports[1]["loss"]  # each process trained on its own batches
     assert reports[0]["val"] == reports[1]["val"]  # with the same synchronised weights
