@@ -164,3 +164,15 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(demo_root: Path, tmp_pa
     assert main([*argv, "--resume"]) == 0
     epochs = [row["epoch"] for row in json.loads((run / "log.json").read_text())]
     assert epochs == list(range(1, 7))
+
+
+def test_score_a_plain_image_whole(trained: Path, demo_root: Path, tmp_path: Path) -> None:
+    image = sorted((demo_root / "carcinoma").iterdir())[0]
+    checkpoint = str(trained / "best.safetensors")
+    assert (
+        main(["score", str(image), "--checkpoint", checkpoint, "--out", str(tmp_path), "--device", "cpu"])
+        == 0
+    )
+    prediction = json.loads((tmp_path / "prediction.json").read_text())
+    width, height = Image.open(image).size
+    assert prediction["roi"] == [0, 0, width, height] and prediction["predicted"] == "carcinoma"

@@ -221,6 +221,10 @@ def _run_score(args: argparse.Namespace) -> int:
     model, info = load_checkpoint(args.checkpoint)
     mpp = args.mpp if args.mpp is not None else info.metadata.get("mpp")
     with open_slide(args.image) as slide:
+        if args.mpp is None and mpp is not None and slide.mpp is None:
+            # the checkpoint's resolution cannot be matched; an explicit --mpp still errors
+            logging.warning("%s records no um/px: reading at level 0, not at %s um/px", args.image, mpp)
+            mpp = None
         rois = args.roi or [(0, 0, *slide.level_dimensions[0])]
         scores = score_rois(model, slide, rois, mpp=mpp, device=args.device, class_names=info.class_names)
     outputs = []
