@@ -64,11 +64,14 @@ def test_plain_folder_gets_seeded_stratified_validation(demo_root: Path) -> None
     }
 
 
-def test_fraction_is_stratified_and_keeps_every_class(demo_root: Path) -> None:
+def test_fraction_is_stratified_nested_and_keeps_every_class(demo_root: Path) -> None:
     samples = scan_image_folder(demo_root)
     part = subsample(samples, 0.2, seed=0)
     assert Counter(s.label for s in part) == {0: 2, 1: 2}
     assert subsample(samples, 1.0, seed=0) == samples
+    half = subsample(samples, 0.5, seed=0)
+    assert set(part) < set(half)  # one seed: a larger fraction only adds images
+    assert set(subsample(samples, 0.5, seed=1)) != set(half)
     tiny = subsample(samples, 0.01, seed=0)
     assert Counter(s.label for s in tiny) == {0: 1, 1: 1}  # never a class without images
     with pytest.raises(ScoreNetInputError, match="fraction"):
