@@ -164,3 +164,12 @@ def test_trains_from_a_split_csv(demo_root: Path, tmp_path: Path) -> None:
     result = train(_config(demo_root, tmp_path / "run", epochs=1, split_csv=tmp_path / "splits.csv"))
     assert result.class_names == ["carcinoma", "stroma"]
     assert sum(sum(r) for r in result.history[0]["val_confusion_matrix"]) == len(images[::6])
+
+
+def test_resume_refuses_changed_options(demo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_config(demo_root, out, epochs=1, fraction=0.2))
+    with pytest.raises(ScoreNetInputError, match=r"changed: epochs 1 -> 3, mix 'none' -> 'cutmix'"):
+        train(_config(demo_root, out, epochs=3, fraction=0.2, mix="cutmix", resume=True))
+    finished = train(_config(demo_root, out, epochs=1, fraction=0.2, resume=True))
+    assert len(finished.history) == 1 and not finished.stopped  # nothing left to do

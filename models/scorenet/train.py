@@ -225,8 +225,18 @@ def _loaders(
     return train_loader, val_loader
 
 
-def _resume(out: Path, class_names: list[str]) -> dict[str, Any] | None:
-    """The saved training state of ``out`` (None when there is none), checked against the data."""
+# options a resumed run must share with the saved one: they fix the schedule, the batches and the model
+RESUME_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "momentum", "weight_decay", "mix", "mix_prob",
+               "fraction", "val_fraction", "seed", "overrides")  # fmt: skip
+
+
+def _run_options(config: TrainConfig) -> str:
+    """The resume-relevant options as a JSON string (a plain string keeps the state weights_only-safe)."""
+    return json.dumps({k: getattr(config, k) for k in RESUME_KEYS}, sort_keys=True)
+
+
+def _resume(out: Path, class_names: list[str], config: TrainConfig) -> dict[str, Any] | None:
+    """The saved training state of ``out`` (None when there is none), checked against the data and options."""
     state_path = out / STATE
     if not state_path.is_file():
         return None
@@ -235,6 +245,10 @@ def _resume(out: Path, class_names: list[str]) -> dict[str, Any] | None:
         raise CheckpointError(
             f"saved classes {state.get('class_names')} differ from the data's {class_names}", state_path
         )
+    saved, now = json.loads(state.get("options", "{}")), json.loads(_run_options(config))
+    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in RESUME_KEYS if saved.get(k) != now[k]]
+    if changed:
+        raise ScoreNetInputError(f"resume needs the saved run's options; changed: {', '.join(changed)}", out)
     return state
 
 
@@ -312,7 +326,7 @@ def train(
     class_names = splits.class_names
     run, train_loader, val_loader = _start(config, splits, world, device)
     start_epoch, best, history = 0, [-math.inf, -math.inf], []
-    state = _resume(out, class_names) if config.resume else None
+    state = _resume(out, class_names, config) if config.resume else None
     if state is not None:
         run.load_state(state)
         start_epoch, best = int(state["epoch"]), [float(v) for v in state["best"]]
@@ -354,7 +368,7 @@ def train(
             best = max(best, score)
             history.append(row)
             if world.is_main:
-                state = run.state(class_names, epoch + 1, best)
+                state = {**run.state(class_names, epoch + 1, best), "options": _run_options(config)}
                 _save_epoch(out, run.model, class_names, metadata, improved, history, state)
             if progress is not None:
                 progress({**row, "step": steps, "steps": steps, "loss": row["train_loss"]})
