@@ -330,9 +330,11 @@ def train(
     if state is not None:
         run.load_state(state)
         start_epoch, best = int(state["epoch"]), [float(v) for v in state["best"]]
-        history = json.loads((out / LOG_JSON).read_text()) if (out / LOG_JSON).is_file() else []
+        history = json.loads(state["history"])
         log.info("resuming %s after epoch %d", out, start_epoch)
-    elif world.is_main and (out / STATE).is_file() and not config.resume:
+    elif config.resume:
+        log.warning("%s holds no saved run to resume; starting afresh", out)
+    elif world.is_main and (out / STATE).is_file():
         log.warning("%s holds an earlier run; starting afresh (resume continues it)", out)
     metadata = {"mpp": config.mpp} if config.mpp is not None else {}
     if world.is_main:
@@ -368,7 +370,10 @@ def train(
             best = max(best, score)
             history.append(row)
             if world.is_main:
-                state = {**run.state(class_names, epoch + 1, best), "options": _run_options(config)}
+                state = run.state(class_names, epoch + 1, best)
+                # the log as of this state: a crash between writing log.json and the state cannot
+                # leave a resumed run with a duplicated epoch
+                state.update(options=_run_options(config), history=json.dumps(history))
                 _save_epoch(out, run.model, class_names, metadata, improved, history, state)
             if progress is not None:
                 progress({**row, "step": steps, "steps": steps, "loss": row["train_loss"]})
