@@ -1,0 +1,123 @@
+"""Score RoI widget: the full click path on the real TCGA slide, exports, cancel and error notifications."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scorenet.checkpoint import save_checkpoint
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES
+from scorenet.model import build_model
+
+from napari_scorenet._reader import slide_layer_data
+from napari_scorenet._widgets import score_roi
+from napari_scorenet._widgets._layers import camera
+from napari_scorenet._widgets.score_roi import ScoreRoIWidget
+
+ROI = (2000, 1500, 700, 500)  # x, y, w, h level 0, inside tissue of the TCGA slide
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    model = build_model("scorenet_4_1", 3, **DEMO_MODEL_OVERRIDES).eval()
+    save_checkpoint(model, path, ["benign", "in situ", "invasive"])
+    return path
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(score_roi, "show_error", seen.append)
+    return seen
+
+
+def _widget(viewer, slides_dir, checkpoint, rois=(ROI,)):
+    data, kwargs, _ = slide_layer_data(slides_dir / "tcga-cr-7395-01a-01-ts1.svs")
+    viewer.add_image(data, **kwargs)
+    rects = [np.array([[y, x], [y + h, x + w]]) for x, y, w, h in rois]
+    viewer.add_shapes(rects, shape_type="rectangle", name="RoIs")
+    widget = ScoreRoIWidget(viewer)
+    widget.checkpoint.setText(str(checkpoint))
+    widget.device.setCurrentText("cpu")
+    return widget
+
+
+def _score(qtbot, widget):
+    widget.score_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+
+
+def test_click_path_layers_and_rerun(make_napari_viewer, qtbot, slides_dir, checkpoint, errors, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint)
+    _score(qtbot, widget)
+    assert not errors
+    (score,) = widget.results
+    dist_layer = next(ly for ly in viewer.layers if ly.name.endswith("distribution"))
+    regions = next(ly for ly in viewer.layers if " regions (" in ly.name)
+    assert dist_layer.data.shape == score.distribution.shape
+    # the distribution layer covers exactly the grid box in level-0 coordinates
+    x0, y0, x1, y1 = score.distribution_box_level0
+    corner = np.asarray(dist_layer.data_to_world((-0.5, -0.5)))
+    far = np.asarray(dist_layer.data_to_world(np.array(dist_layer.data.shape) - 0.5))
+    np.testing.assert_allclose(corner, (y0, x0), atol=1e-6)
+    np.testing.assert_allclose(far, (y1, x1), atol=1e-6)
+    k = DEMO_MODEL_OVERRIDES["top_k"]
+    assert len(regions.data) == k and list(regions.features["rank"]) == list(range(1, k + 1))
+    boxes = np.array([[s[:, 1].min(), s[:, 0].min(), s[:, 1].max(), s[:, 0].max()] for s in regions.data])
+    x, y, w, h = score.roi
+    assert (boxes[:, 0] >= x0 - 1e-6).all() and (boxes[:, 2] <= x1 + 1e-6).all()
+    assert (boxes[:, 1] >= y0 - 1e-6).all() and (boxes[:, 3] <= y1 + 1e-6).all()
+    assert abs(x0 - x) < w and abs(y0 - y) < h
+    assert score.predicted in regions.name
+    assert score.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert widget.classes.count() == 3
+    n_layers = len(viewer.layers)
+    _score(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+
+    # clicking a region zooms the camera onto it
+    widget.region_list.setCurrentRow(1)
+    bx0, by0, bx1, by1 = score.boxes_level0[1]
+    np.testing.assert_allclose(camera(viewer).center[-2:], ((by0 + by1) / 2, (bx0 + bx1) / 2))
+
+    out = widget.export("geojson", tmp_path / "regions.geojson")
+    features = json.loads(out.read_text())["features"]
+    got = np.array([np.array(f["geometry"]["coordinates"][0]) for f in features])
+    got_boxes = np.stack([got[..., 0].min(1), got[..., 1].min(1), got[..., 0].max(1), got[..., 1].max(1)], 1)
+    # the collection also holds the RoI itself; every region box must come back
+    for box in boxes:
+        assert np.abs(got_boxes - box).max(axis=1).min() <= 0.5
+    assert widget.export("csv", tmp_path / "regions.csv").read_text().count("\n") >= k + 1
+
+
+def test_cancel_shows_no_result(make_napari_viewer, qtbot, slides_dir, checkpoint, errors):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint, rois=(ROI, (3000, 1500, 700, 500)))
+    widget.score_button.click()
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert not errors
+    if widget.results:  # the batch finished before the cancel was seen: still no duplicate layers
+        assert sum(" regions (" in ly.name for ly in viewer.layers) == 2
+
+
+def test_bad_inputs_notify(make_napari_viewer, slides_dir, checkpoint, errors, tmp_path):
+    viewer = make_napari_viewer()
+    empty = ScoreRoIWidget(viewer)
+    empty.score_button.click()
+    assert "no slide layer" in errors[-1]
+    widget = _widget(viewer, slides_dir, checkpoint, rois=((10**6, 10**6, 500, 500),))
+    widget.score_button.click()
+    assert "tcga-cr-7395" in errors[-1]
+    widget.checkpoint.setText(str(tmp_path / "missing.safetensors"))
+    widget.score_button.click()
+    assert "missing.safetensors" in errors[-1]
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    widget.checkpoint.setText(str(broken))
+    widget.score_button.click()
+    assert "broken.safetensors" in errors[-1]
+    assert widget.worker is None and not widget.results
