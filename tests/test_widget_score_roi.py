@@ -93,15 +93,21 @@ def test_click_path_layers_and_rerun(make_napari_viewer, qtbot, slides_dir, chec
     assert widget.export("csv", tmp_path / "regions.csv").read_text().count("\n") >= k + 1
 
 
-def test_cancel_shows_no_result(make_napari_viewer, qtbot, slides_dir, checkpoint, errors):
+def test_cancel_shows_no_result(make_napari_viewer, qtbot, slides_dir, checkpoint, errors, monkeypatch):
     viewer = make_napari_viewer()
     widget = _widget(viewer, slides_dir, checkpoint, rois=(ROI, (3000, 1500, 700, 500)))
-    widget.score_button.click()
-    widget.cancel()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert not errors
-    if widget.results:  # the batch finished before the cancel was seen: still no duplicate layers
-        assert sum(" regions (" in ly.name for ly in viewer.layers) == 2
+    real = score_roi.score_rois
+
+    def pressed_cancel_at_start(*args, **kwargs):
+        widget.cancel()  # as if Cancel were clicked while the worker starts
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score_roi, "score_rois", pressed_cancel_at_start)
+    n_layers = len(viewer.layers)
+    _score(qtbot, widget)
+    assert not errors and not widget.results
+    assert widget.status.text() == "cancelled" and widget.score_button.isEnabled()
+    assert len(viewer.layers) == n_layers
 
 
 def test_bad_inputs_notify(make_napari_viewer, slides_dir, checkpoint, errors, tmp_path):
