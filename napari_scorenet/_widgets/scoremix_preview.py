@@ -1,0 +1,156 @@
+"""ScoreMix preview widget: mix two images (RoIs of a slide or image layers) and show boxes and label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+import torch
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from scorenet.errors import ScoreNetInputError
+from scorenet.mixing import cutmix, saliencymix, scoremix
+from scorenet.slide import read_roi
+
+from ._roi import rois_from_shapes
+from ._workers import cached_model, default_checkpoint_path
+
+METHODS = {"ScoreMix": scoremix, "CutMix": cutmix, "SaliencyMix": saliencymix}
+LAYER_NAME = "ScoreMix preview"
+
+
+def image_sources(viewer) -> dict[str, object]:
+    """Choices: every plain RGB image layer, and every rectangle of each Shapes layer read from the slide."""
+    choices: dict[str, object] = {}
+    slides = [ly for ly in viewer.layers if isinstance(ly, napari.layers.Image) and "path" in ly.metadata]
+    for layer in viewer.layers:
+        plain = isinstance(layer, napari.layers.Image) and layer.rgb and not layer.multiscale
+        if plain and layer.name != LAYER_NAME:
+            choices[f"layer: {layer.name}"] = layer
+        if isinstance(layer, napari.layers.Shapes) and slides:
+            for i, roi in enumerate(rois_from_shapes(layer)):
+                choices[f"RoI {i + 1} of {layer.name} ({slides[0].name})"] = (slides[0].metadata["path"], roi)
+    return choices
+
+
+def load_image(choice, mpp: float | None) -> np.ndarray:
+    """(H, W, 3) uint8 of a layer or of an RoI read from its slide at ``mpp``."""
+    if isinstance(choice, tuple):
+        path, (x, y, w, h) = choice
+        return read_roi(path, x, y, w, h, mpp=mpp).image
+    return np.asarray(choice.data)[..., :3].astype(np.uint8)
+
+
+def mix_images(model, method: str, source: np.ndarray, target: np.ndarray, lam: float, seed: int):
+    """Mix ``source`` into ``target`` with the model's distributions and predictions as soft labels."""
+    pair = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None] for im in (source, target)]
+    with torch.inference_mode():
+        dists = [model.semantic_distribution(im) for im in pair]
+        labels = [model(im).logits.softmax(-1) for im in pair]
+    generator = torch.Generator().manual_seed(seed)
+    return METHODS[method](pair[0].float(), pair[1].float(), dists[0], dists[1], labels[0], labels[1],
+                           lam=lam, generator=generator)
+
+
+class ScoreMixPreviewWidget(QWidget):
+    """Pick source, target, lambda, seed and method; show the mixed image, its boxes and mixed label."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.result = None
+        self.worker = None
+        self.source, self.target = QComboBox(), QComboBox()
+        self.method = QComboBox()
+        self.method.addItems(list(METHODS))
+        self.lam = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.7)
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.checkpoint = QLineEdit(str(default_checkpoint_path()))
+        self.mix_button = QPushButton("Mix", clicked=self.run)
+        self.label = QLabel("")
+        form = QFormLayout()
+        for name, w in (("Source", self.source), ("Target", self.target), ("Method", self.method),
+                        ("λ (target kept)", self.lam), ("Seed", self.seed), ("Checkpoint", self.checkpoint)):
+            form.addRow(name, w)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.mix_button)
+        layout.addWidget(self.label)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: object) -> None:
+        """Re-list the sources (after layers or rectangles change)."""
+        self._choices = image_sources(self.viewer)
+        for box in (self.source, self.target):
+            current = box.currentText()
+            box.clear()
+            box.addItems(list(self._choices))
+            if current in self._choices:
+                box.setCurrentText(current)
+        if self.target.currentIndex() == 0 and self.target.count() > 1:
+            self.target.setCurrentIndex(1)
+
+    def run(self) -> None:
+        self.refresh()
+        try:
+            picked = (self.source.currentText(), self.target.currentText())
+            if not all(name in self._choices for name in picked):
+                raise ScoreNetInputError("add two image layers or two RoI rectangles on a slide first")
+            if not Path(self.checkpoint.text()).is_file():
+                raise ScoreNetInputError(f"{self.checkpoint.text()}: checkpoint not found")
+            model, info = cached_model(self.checkpoint.text(), "cpu")
+        except Exception as err:  # bad input is a notification, not a traceback dialog
+            show_error(str(err))
+            return
+        src, tgt = self._choices[self.source.currentText()], self._choices[self.target.currentText()]
+        self.mix_button.setEnabled(False)
+        self.worker = self._mix(model, info, src, tgt, self.method.currentText(), self.lam.value(),
+                                self.seed.value())
+        self.worker.returned.connect(self._show)
+        self.worker.errored.connect(lambda err: show_error(str(err)))
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+
+    @thread_worker
+    def _mix(self, model, info, src, tgt, method, lam, seed):
+        mpp = info.metadata.get("mpp")
+        return mix_images(model, method, load_image(src, mpp), load_image(tgt, mpp), lam, seed), info
+
+    def _done(self) -> None:
+        self.mix_button.setEnabled(True)
+        self.worker = None
+
+    def _show(self, out) -> None:
+        result, info = out
+        self.result = result
+        image = result.images[0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
+        if LAYER_NAME in self.viewer.layers:
+            self.viewer.layers[LAYER_NAME].data = image
+        else:
+            self.viewer.add_image(image, name=LAYER_NAME, rgb=True)
+        # the cut box is in source pixels: drawn on the mixed image it shows where the pasted box came from
+        boxes = {"paste (target)": result.paste_boxes[0], "cut (source)": result.cut_boxes[0]}
+        rects = [np.array([[b[1], b[0]], [b[3], b[2]]], float) for b in (v.tolist() for v in boxes.values())]
+        name = f"{LAYER_NAME} boxes"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_shapes(rects, shape_type="rectangle", name=name, edge_color=["lime", "magenta"],
+                               face_color="transparent", edge_width=3, features={"box": list(boxes)},
+                               text={"string": "{box}", "color": "white"})
+        label = result.labels[0]
+        parts = [f"{n}: {float(p):.2f}" for n, p in zip(info.class_names, label, strict=True)]
+        self.label.setText(f"λ = {float(result.lam[0]):.2f}; mixed label " + ", ".join(parts))
