@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
 
 from scorenet.checkpoint import load_checkpoint
 from scorenet.inference import resolve_device
@@ -23,3 +27,32 @@ def cached_model(path: str | Path, device: str = "auto"):
         model, info = load_checkpoint(path, map_location=dev)
         _MODELS[key] = (model.to(dev).eval(), info)
     return _MODELS[key]
+
+
+_DONE = object()
+
+
+def relay_progress(run: Callable[..., Any], **kwargs: Any) -> Generator[Any, None, Any]:
+    """Run ``run(progress=..., **kwargs)`` on a thread and yield each progress event; return its result.
+
+    Used as the body of a generator ``thread_worker`` so the events reach the GUI as yielded values.
+    """
+    events: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = run(progress=events.put, **kwargs)
+        except BaseException as err:  # re-raised in the worker, which reports it to the GUI
+            outcome["error"] = err
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while (event := events.get()) is not _DONE:
+        yield event
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

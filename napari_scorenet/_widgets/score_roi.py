@@ -150,7 +150,7 @@ class ScoreRoIWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText(f"scoring {len(rois)} RoI(s)…")
         self.worker = self._score(model, slide, rois, mpp if slide.mpp else None, info.class_names,
-                                  self.device.currentText())
+                                  self.device.currentText(), _ignore_errors=True)
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(lambda err: show_error(str(err)))
         self.worker.finished.connect(self._done)

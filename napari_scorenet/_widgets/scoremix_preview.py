@@ -119,7 +119,7 @@ class ScoreMixPreviewWidget(QWidget):
         src, tgt = self._choices[self.source.currentText()], self._choices[self.target.currentText()]
         self.mix_button.setEnabled(False)
         self.worker = self._mix(model, info, src, tgt, self.method.currentText(), self.lam.value(),
-                                self.seed.value())
+                                self.seed.value(), _ignore_errors=True)
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(lambda err: show_error(str(err)))
         self.worker.finished.connect(self._done)

@@ -1,0 +1,142 @@
+"""Finetune widget: train ScoreNet on labelled folders in a worker, with a live loss plot and Cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from scorenet.config import MODEL_CONFIGS
+from scorenet.train import TrainConfig, train
+
+from ._folders import PathPicker, readable_folder
+from ._plots import ClassBars, LinePlot
+from ._workers import relay_progress
+
+MIXES = ("none", "scoremix", "cutmix", "saliencymix")
+
+
+class FinetuneWidget(QWidget):
+    """Data and output folders, the main options, Start/Cancel, live loss and validation F1."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.worker = None
+        self.result = None
+        self.overrides: dict = {}  # model config overrides (e.g. a smaller model for a quick run)
+        self._stop = False
+        self.data = PathPicker()
+        self.out = PathPicker(str(Path.home() / "scorenet-runs" / "finetune"))
+        self.model = QComboBox()
+        self.model.addItems(sorted(MODEL_CONFIGS))
+        self.model.setCurrentText("scorenet_4_1")
+        self.epochs = QSpinBox(minimum=1, maximum=1000, value=15)
+        self.batch_size = QSpinBox(minimum=1, maximum=1024, value=8)
+        self.lr = QDoubleSpinBox(minimum=0.0, maximum=1.0, decimals=5, singleStep=1e-4)
+        self.lr.setSpecialValueText("auto (1e-2 × batch / 256)")
+        self.mix = QComboBox()
+        self.mix.addItems(MIXES)
+        self.mix.setCurrentText("scoremix")
+        self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=1.0)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.start_button = QPushButton("Start", clicked=self.run)
+        self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
+        self.bar = QProgressBar()
+        self.plot = LinePlot()
+        self.f1 = ClassBars()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        for name, w in (("Data folder", self.data), ("Output folder", self.out), ("Model", self.model),
+                        ("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                        ("Mixing", self.mix), ("Data fraction", self.fraction), ("Device", self.device)):
+            form.addRow(name, w)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        for part in (form, buttons):
+            layout.addLayout(part)
+        plot_title = QLabel("Training loss / validation weighted F1")
+        for w in (self.bar, plot_title, self.plot, self.f1, self.status):
+            layout.addWidget(w)
+
+    def config(self) -> TrainConfig:
+        """The run described by the form; raises ScoreNetInputError for bad folders or options."""
+        config = TrainConfig(
+            data=readable_folder(self.data.text(), "data"), out=Path(self.out.text()).expanduser(),
+            model=self.model.currentText(), epochs=self.epochs.value(), batch_size=self.batch_size.value(),
+            lr=self.lr.value() or None, mix=self.mix.currentText(), fraction=self.fraction.value(),
+            device=self.device.currentText(), overrides=dict(self.overrides),
+        )
+        config.check()
+        return config
+
+    def run(self) -> None:
+        try:
+            config = self.config()
+        except Exception as err:  # bad input is a notification, not a traceback dialog
+            show_error(str(err))
+            return
+        self._stop = False
+        self.plot.clear()
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("training…")
+        self.worker = self._train(config, _ignore_errors=True)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.returned.connect(self._on_result)
+        self.worker.errored.connect(lambda err: show_error(str(err)))
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+
+    @thread_worker
+    def _train(self, config: TrainConfig):
+        return (yield from relay_progress(train, config=config, should_stop=lambda: self._stop))
+
+    def cancel(self) -> None:
+        """Stop between steps; the last finished epoch's checkpoint is kept."""
+        self._stop = True
+        self.status.setText("stopping after the current step…")
+
+    def _on_event(self, event: dict) -> None:
+        total = event["steps"] * self.epochs.value()
+        self.bar.setMaximum(total)
+        self.bar.setValue((event["epoch"] - 1) * event["steps"] + event["step"])
+        if "val_weighted_f1" in event:
+            self.plot.append("val weighted F1", event["val_weighted_f1"])
+        elif "loss" in event:
+            self.plot.append("loss", event["loss"])
+
+    def _on_result(self, result) -> None:
+        self.result = result
+        last = result.history[-1] if result.history else {}
+        if "val_per_class_f1" in last:
+            names = list(last["val_per_class_f1"])
+            self.f1.set_values(names, [last["val_per_class_f1"][n] for n in names], " F1")
+        state = "stopped" if result.stopped else "finished"
+        f1 = f"; validation weighted F1 {last['val_weighted_f1']:.3f}" if "val_weighted_f1" in last else ""
+        epochs = len(result.history)
+        self.status.setText(f"{state} after {epochs} epoch(s){f1}; best: {result.best_checkpoint}")
+        (show_warning if result.stopped else show_info)(f"training {state}; checkpoints in {result.out}")
+
+    def _done(self) -> None:
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.worker = None

@@ -1,0 +1,91 @@
+"""Finetune and Evaluate widgets on a small folder of real tiles: live progress, results, Cancel, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
+
+from napari_scorenet._widgets import evaluate, finetune
+from napari_scorenet._widgets.evaluate import EvaluateWidget
+from napari_scorenet._widgets.finetune import FinetuneWidget
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory, tiles_dir):
+    return make_tile_folder(tmp_path_factory.mktemp("tiles") / "tiles", 6, seed=0, tiles_dir=tiles_dir)
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    seen: dict[str, list[str]] = {"error": [], "warning": []}
+    for module in (finetune, evaluate):
+        monkeypatch.setattr(module, "show_error", seen["error"].append)
+        monkeypatch.setattr(module, "show_warning", seen["warning"].append)
+    return seen
+
+
+def _finetune(viewer, tiles, out, epochs=2):
+    widget = FinetuneWidget(viewer)
+    widget.data.setText(str(tiles))
+    widget.out.setText(str(out))
+    widget.epochs.setValue(epochs)
+    widget.batch_size.setValue(4)
+    widget.device.setCurrentText("cpu")
+    widget.overrides = dict(DEMO_MODEL_OVERRIDES)
+    return widget
+
+
+def test_finetune_then_evaluate(make_napari_viewer, qtbot, tiles, tmp_path, notes):
+    viewer = make_napari_viewer()
+    widget = _finetune(viewer, tiles, tmp_path / "run")
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    assert not notes["error"], notes
+    result = widget.result
+    assert not result.stopped and len(result.history) == 2 and result.best_checkpoint.is_file()
+    # the plot got one loss point per step and one F1 point per epoch, from the worker's yielded events
+    assert len(widget.plot.series["loss"]) > 2 and len(widget.plot.series["val weighted F1"]) == 2
+    assert widget.bar.value() == widget.bar.maximum()
+    assert len(widget.f1.bars) == 2
+
+    ev = EvaluateWidget(viewer)
+    ev.data.setText(str(tiles))
+    ev.checkpoint.setText(str(result.best_checkpoint))
+    ev.device.setCurrentText("cpu")
+    ev.start_button.click()
+    qtbot.waitUntil(lambda: ev.worker is None, timeout=60_000)
+    assert not notes["error"], notes
+    saved = json.loads(ev.saved.read_text())
+    assert saved["weighted_f1"] == ev.metrics["weighted_f1"] and 0 <= saved["weighted_f1"] <= 1
+    matrix = saved["confusion_matrix"]
+    assert sum(map(sum, matrix)) == saved["num_images"] > 0
+    assert ev.matrix_box.count() == 1 and len(ev.f1.bars) == 2
+
+
+def test_finetune_cancel_keeps_last_epoch(make_napari_viewer, qtbot, tiles, tmp_path, notes):
+    widget = _finetune(make_napari_viewer(), tiles, tmp_path / "run", epochs=5)
+
+    def stop_after_first_epoch(event):
+        if "val_weighted_f1" in event:
+            widget.cancel()
+
+    widget.start_button.click()
+    widget.worker.yielded.connect(stop_after_first_epoch)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    result = widget.result
+    assert result.stopped and 1 <= len(result.history) < 5 and result.last_checkpoint.is_file()
+    assert notes["warning"] and not notes["error"]
+
+
+def test_bad_folders_notify(make_napari_viewer, tmp_path, notes):
+    viewer = make_napari_viewer()
+    widget = _finetune(viewer, tmp_path / "missing", tmp_path / "run")
+    widget.start_button.click()
+    assert "missing" in notes["error"][-1] and widget.worker is None
+    ev = EvaluateWidget(viewer)
+    ev.data.setText(str(tmp_path))
+    ev.checkpoint.setText(str(tmp_path / "none.safetensors"))
+    ev.start_button.click()
+    assert "none.safetensors" in notes["error"][-1] and ev.worker is None
