@@ -1,0 +1,110 @@
+"""Latency of the "Score RoI" widget: click to overlays shown, for a 1536 x 2048 RoI of the TCGA slide.
+
+The end-to-end time goes through the real widget (button click, worker thread, layer update); the
+split re-times its three parts on the same inputs: slide read, model forward, layer update. The model
+is the bundled checkpoint when present, else a freshly built ``scorenet_4_1`` (same size and speed).
+Run under a display, e.g. ``xvfb-run -a .venv/bin/python benchmarks/bench_score_roi_latency.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULT = Path(__file__).parent / "results" / "score_roi_latency.json"
+SLIDE = "tcga-cr-7395-01a-01-ts1.svs"
+ROI = (1200, 1000, 2048, 1536)  # (x, y, w, h) level 0, tissue of the TCGA slide
+REPEATS = 5
+
+
+def _checkpoint(tmp: Path) -> Path:
+    from scorenet.checkpoint import save_checkpoint
+    from scorenet.model import build_model
+
+    from napari_scorenet._widgets._workers import default_checkpoint_path
+
+    bundled = default_checkpoint_path()
+    if bundled.is_file():
+        return bundled
+    path = tmp / "scorenet_4_1.safetensors"
+    save_checkpoint(build_model("scorenet_4_1", 2).eval(), path, ["class 0", "class 1"])
+    return path
+
+
+def _median_ms(times: list[float]) -> float:
+    return round(1000 * statistics.median(times), 1)
+
+
+def run(out_json: str | Path = RESULT) -> dict:
+    """Measure, write ``out_json`` atomically and return the numbers (milliseconds, medians)."""
+    import tempfile
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from scorenet.inference import _read_input, snap_roi
+    from scorenet.io import atomic_write
+    from scorenet.paths import data_dir
+    from scorenet.slide import open_slide
+
+    from napari_scorenet._reader import slide_layer_data
+    from napari_scorenet._widgets._layers import show_score
+    from napari_scorenet._widgets._workers import cached_model
+    from napari_scorenet._widgets.score_roi import ScoreRoIWidget
+
+    slide_path = data_dir() / "slides" / SLIDE
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _checkpoint(Path(tmp))
+        viewer = napari.Viewer(show=False)
+        data, kwargs, _ = slide_layer_data(slide_path)
+        viewer.add_image(data, **kwargs)
+        x, y, w, h = ROI
+        viewer.add_shapes([np.array([[y, x], [y + h, x + w]])], shape_type="rectangle", name="RoIs")
+        widget = ScoreRoIWidget(viewer)
+        widget.checkpoint.setText(str(ckpt))
+        widget.device.setCurrentText("cpu")
+        app = QApplication.instance()
+        end_to_end = []
+        for i in range(REPEATS + 1):  # the first run loads the model (cached afterwards) and warms up
+            start = time.perf_counter()
+            widget.score_button.click()
+            while widget.worker is not None:
+                app.processEvents()
+                time.sleep(0.001)
+            if i:
+                end_to_end.append(time.perf_counter() - start)
+        model, _ = cached_model(ckpt, "cpu")
+        slide = open_slide(slide_path)
+        read, model_t, layers = [], [], []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            _, image = _read_input(slide, model, ROI, None, 1.0)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                model(torch.from_numpy(image).permute(2, 0, 1)[None])
+            t2 = time.perf_counter()
+            show_score(viewer, widget.results[0])
+            app.processEvents()
+            t3 = time.perf_counter()
+            read.append(t1 - t0), model_t.append(t2 - t1), layers.append(t3 - t2)
+        snapped = snap_roi(model, ROI, 1.0)
+        viewer.close()
+    result = {
+        "roi": list(ROI), "snapped_roi": list(snapped), "input_shape": list(image.shape),
+        "checkpoint": ckpt.name if ckpt.parent != Path(tmp) else "scorenet_4_1 (random weights)",
+        "device": "cpu", "torch_threads": torch.get_num_threads(), "repeats": REPEATS,
+        "click_to_overlay_ms": _median_ms(end_to_end), "read_ms": _median_ms(read),
+        "model_ms": _median_ms(model_t), "layer_update_ms": _median_ms(layers),
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+    }
+    atomic_write(out_json, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
