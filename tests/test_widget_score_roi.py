@@ -127,3 +127,22 @@ def test_bad_inputs_notify(make_napari_viewer, slides_dir, checkpoint, errors, t
     widget.score_button.click()
     assert "broken.safetensors" in errors[-1]
     assert widget.worker is None and not widget.results
+
+
+def test_bundled_checkpoint_absent_and_magnification_without_mpp(
+    make_napari_viewer, slides_dir, checkpoint, errors
+):
+    from napari_scorenet._widgets._workers import default_checkpoint_path
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint)
+    if not default_checkpoint_path().is_file():
+        widget.checkpoint.setText(str(default_checkpoint_path()))
+        widget.score_button.click()
+        assert "bundled demo checkpoint is not installed" in errors[-1]
+        widget.checkpoint.setText(str(checkpoint))
+    # the TCGA slide stores no pixel size, so a magnification cannot be turned into µm/px
+    widget.unit.setCurrentIndex(1)
+    widget.mpp.setValue(10)
+    widget.score_button.click()
+    assert "tcga-cr-7395" in errors[-1] and "objective power" in errors[-1] and widget.worker is None

@@ -19,6 +19,13 @@ def default_checkpoint_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / "scorenet_demo.safetensors"
 
 
+def missing_checkpoint_message(path: str | Path) -> str:
+    """Why ``path`` cannot be used, saying so plainly when it is the bundled one."""
+    if Path(path).resolve() == default_checkpoint_path():
+        return f"{path}: the bundled demo checkpoint is not installed; choose a checkpoint file"
+    return f"{path}: checkpoint not found"
+
+
 def cached_model(path: str | Path, device: str = "auto"):
     """(model, info) loaded once per (path, device); raises the checkpoint's input error otherwise."""
     dev = resolve_device(device)

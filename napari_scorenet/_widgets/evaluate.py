@@ -23,7 +23,7 @@ from scorenet.io import atomic_write
 
 from ._folders import PathPicker, readable_folder
 from ._plots import ClassBars, confusion_table
-from ._workers import default_checkpoint_path, relay_progress
+from ._workers import default_checkpoint_path, missing_checkpoint_message, relay_progress
 
 
 class EvaluateWidget(QWidget):
@@ -72,7 +72,7 @@ class EvaluateWidget(QWidget):
             data = readable_folder(self.data.text(), "data")
             checkpoint = Path(self.checkpoint.text()).expanduser()
             if not checkpoint.is_file():
-                raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+                raise FileNotFoundError(missing_checkpoint_message(checkpoint))
             out_dir = readable_folder(self.out.text(), "output") if self.out.text() else checkpoint.parent
         except Exception as err:  # bad input is a notification, not a traceback dialog
             show_error(str(err))

@@ -28,7 +28,7 @@ from scorenet.slide import open_slide
 
 from ._layers import roi_label, show_score, zoom_to_box
 from ._roi import roi_from_view, roi_whole_slide, rois_from_shapes
-from ._workers import cached_model, default_checkpoint_path
+from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
 ROI_SOURCES = ("Shapes rectangles", "Current view", "Whole slide (thumbnail)")
 
@@ -47,6 +47,8 @@ class ScoreRoIWidget(QWidget):
         self.source_box.addItems(ROI_SOURCES)
         self.mpp = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=3, singleStep=0.25)
         self.mpp.setSpecialValueText("from checkpoint")
+        self.unit = QComboBox()
+        self.unit.addItems(["µm/px", "magnification (×)"])
         self.checkpoint = QLineEdit(str(default_checkpoint_path()))
         browse = QPushButton("…", clicked=self._browse)
         self.device = QComboBox()
@@ -62,7 +64,10 @@ class ScoreRoIWidget(QWidget):
         form.addRow("Slide layer", self.slide_box)
         form.addRow("RoI source", self.source_box)
         form.addRow("Shapes layer", self.shapes_box)
-        form.addRow("Resolution (µm/px)", self.mpp)
+        resolution = QHBoxLayout()
+        resolution.addWidget(self.mpp)
+        resolution.addWidget(self.unit)
+        form.addRow("Resolution", resolution)
         row = QHBoxLayout()
         row.addWidget(self.checkpoint)
         row.addWidget(browse)
@@ -122,6 +127,15 @@ class ScoreRoIWidget(QWidget):
             raise ScoreNetInputError(f"Shapes layer {name!r} holds no rectangles")
         return rois
 
+    def _mpp(self, slide) -> float | None:
+        """The chosen resolution in µm/px (None: the checkpoint's); a magnification needs the slide's."""
+        value = self.mpp.value()
+        if not value or self.unit.currentIndex() == 0:
+            return value or None
+        if not (slide.mpp and slide.objective_power):
+            raise ScoreNetInputError(f"{slide.path}: no pixel size or objective power; give µm/px instead")
+        return slide.mpp * slide.objective_power / value
+
     def run(self) -> None:
         """Check the inputs here (cheap), then score in a worker thread."""
         try:
@@ -131,11 +145,11 @@ class ScoreRoIWidget(QWidget):
             path = layers[self.slide_box.currentText()].metadata["path"]
             ckpt = Path(self.checkpoint.text())
             if not ckpt.is_file():
-                raise ScoreNetInputError(f"{ckpt}: checkpoint not found (choose one with …)")
+                raise ScoreNetInputError(missing_checkpoint_message(ckpt))
             slide = open_slide(path)
             rois = self._rois(layers[self.slide_box.currentText()], slide.dimensions)
             model, info = cached_model(ckpt, self.device.currentText())
-            mpp = self.mpp.value() or info.metadata.get("mpp")
+            mpp = self._mpp(slide) or info.metadata.get("mpp")
             whole = self.source_box.currentText() == ROI_SOURCES[2]
             if whole:
                 # whole slide at thumbnail resolution: the coarsest read that still fills the model grid

@@ -25,7 +25,7 @@ from scorenet.mixing import cutmix, saliencymix, scoremix
 from scorenet.slide import read_roi
 
 from ._roi import rois_from_shapes
-from ._workers import cached_model, default_checkpoint_path
+from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
 METHODS = {"ScoreMix": scoremix, "CutMix": cutmix, "SaliencyMix": saliencymix}
 LAYER_NAME = "ScoreMix preview"
@@ -111,7 +111,7 @@ class ScoreMixPreviewWidget(QWidget):
             if not all(name in self._choices for name in picked):
                 raise ScoreNetInputError("add two image layers or two RoI rectangles on a slide first")
             if not Path(self.checkpoint.text()).is_file():
-                raise ScoreNetInputError(f"{self.checkpoint.text()}: checkpoint not found")
+                raise ScoreNetInputError(missing_checkpoint_message(self.checkpoint.text()))
             model, info = cached_model(self.checkpoint.text(), "cpu")
         except Exception as err:  # bad input is a notification, not a traceback dialog
             show_error(str(err))
