@@ -83,6 +83,11 @@ def test_click_path_layers_and_rerun(make_napari_viewer, qtbot, slides_dir, chec
     bx0, by0, bx1, by1 = score.boxes_level0[1]
     np.testing.assert_allclose(camera(viewer).center[-2:], ((by0 + by1) / 2, (bx0 + bx1) / 2))
 
+    # so does selecting a region in its Shapes layer
+    regions.selected_data = {2}
+    bx0, by0, bx1, by1 = boxes[2]
+    np.testing.assert_allclose(camera(viewer).center[-2:], ((by0 + by1) / 2, (bx0 + bx1) / 2))
+
     out = widget.export("geojson", tmp_path / "regions.geojson")
     features = json.loads(out.read_text())["features"]
     got = np.array([np.array(f["geometry"]["coordinates"][0]) for f in features])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
+import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
@@ -42,6 +43,7 @@ class ScoreRoIWidget(QWidget):
         self.results: list = []
         self.worker = None
         self._stop = False
+        self._watched: list = []  # region layers whose selection zooms the viewer
 
         self.slide_box, self.source_box, self.shapes_box = QComboBox(), QComboBox(), QComboBox()
         self.source_box.addItems(ROI_SOURCES)
@@ -199,7 +201,10 @@ class ScoreRoIWidget(QWidget):
             return
         self.results = results
         for score in results:
-            show_score(self.viewer, score)
+            _, regions = show_score(self.viewer, score)
+            if regions not in self._watched:
+                self._watched.append(regions)
+                regions.selected_data.events.items_changed.connect(lambda *_, ly=regions: self._zoom_to(ly))
         self._show_classes(results[-1])
         self.region_list.clear()
         for score in results:
@@ -221,6 +226,14 @@ class ScoreRoIWidget(QWidget):
             return
         score = self.results[row // k]
         zoom_to_box(self.viewer, score.boxes_level0[row % k])
+
+    def _zoom_to(self, layer) -> None:
+        """Selecting one region in its Shapes layer zooms onto it (level-0 px, as the layer's data)."""
+        if len(layer.selected_data) != 1:
+            return
+        corners = np.asarray(layer.data[next(iter(layer.selected_data))])[:, -2:]
+        (y0, x0), (y1, x1) = corners.min(axis=0), corners.max(axis=0)
+        zoom_to_box(self.viewer, (x0, y0, x1, y1))
 
     def _export_dialog(self, kind: str) -> None:
         if not self.results:
