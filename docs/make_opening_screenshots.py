@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from napari_scorenet.demo import save_screenshot
 from scorenet.paths import data_dir
+
+from napari_scorenet.demo import save_screenshot
 
 OUT = Path(__file__).parent / "images"
 
@@ -17,7 +18,8 @@ OUT = Path(__file__).parent / "images"
 def main() -> None:
     viewer = napari.Viewer(show=False)
     viewer.window.resize(1400, 850)
-    (layer,) = viewer.open(str(data_dir() / "slides" / "tcga-cr-7395-01a-01-ts1.svs"), plugin="napari-scorenet")
+    slide = data_dir() / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
+    (layer,) = viewer.open(str(slide), plugin="napari-scorenet")
     viewer.reset_view()
     save_screenshot(viewer, OUT / "opening-whole-slide.png")
     viewer.scene.camera.center = (1900, 1200)  # (row, col) in level-0 pixels
