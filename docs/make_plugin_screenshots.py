@@ -3,7 +3,8 @@
 ``xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_plugin_screenshots.py``
 
 A small model is finetuned on a folder of real tiles (Finetune), evaluated (Evaluate), then used to
-score an RoI of the TCGA slide (Score RoI) and to mix two RoIs (ScoreMix preview).
+score an RoI of the TCGA slide (Score RoI) and to mix two RoIs (ScoreMix preview); those two use the
+bundled demonstration model instead when it is installed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.paths import data_dir
 
 from napari_scorenet._widgets._layers import zoom_to_box
+from napari_scorenet._widgets._workers import default_checkpoint_path
 from napari_scorenet._widgets.evaluate import EvaluateWidget
 from napari_scorenet._widgets.finetune import FinetuneWidget
 from napari_scorenet._widgets.score_roi import ScoreRoIWidget
@@ -77,6 +79,11 @@ def main() -> None:
     wait(widget)
     save_screenshot(viewer, OUT / "widget-evaluate.png")
     viewer.close()
+
+    # scoring and mixing show the bundled demonstration model when it is installed
+    bundled = default_checkpoint_path()
+    if bundled.is_file():
+        checkpoint = bundled
 
     viewer, widget = new_viewer(ScoreRoIWidget, "Score RoI")
     slide_with_rois(viewer, [(1200, 1000, 2048, 1536)])

@@ -233,3 +233,11 @@ def test_parallel_band_reads_equal_one_read_and_start_on_tile_rows(slides_dir: P
         # every band after the first starts on a stored tile row, so no tile is decoded twice
         assert all(y % 256 == 0 for (_, y), _, _ in reads.calls if y != 101)
     assert np.array_equal(image, _openslide_rgb(slides_dir / TCGA, (37, 101), 0, (1300, 1200)))
+
+
+def test_large_plain_image_reads_whole_on_a_fresh_handle(tiles_dir: Path):
+    from PIL import Image
+
+    path = tiles_dir / "hgsc_nest.jpg"  # 1500 x 1500: large enough for the banded read of slides
+    roi = read_roi(path, 0, 0, 1500, 1500)
+    assert np.array_equal(roi.image, np.asarray(Image.open(path).convert("RGB")))

@@ -324,7 +324,10 @@ def read_region_parallel(
     downsample = slide.level_downsamples[level]
     tile_h = slide.tile_size(level)[1] or 256
     workers = min(4, os.cpu_count() or 1)
-    if width * height < min_pixels or workers < 2 or downsample != round(downsample) or height <= 2 * tile_h:
+    # Pillow-backed plain images decode lazily and are not safe to load from several threads
+    threadsafe = isinstance(slide._handle, openslide.OpenSlide)
+    small = width * height < min_pixels or height <= 2 * tile_h
+    if not threadsafe or small or workers < 2 or downsample != round(downsample):
         return slide.read_region(location, level, size)
     x, y = location
     top = y / downsample  # the region's first row, in pixels of the level
