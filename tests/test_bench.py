@@ -82,3 +82,17 @@ def test_region_metrics_score_selection_against_the_planted_mask():
     _, reversed_auc = region_metrics(-distribution, np.array([0]), mask)
     assert reversed_auc == 0.0
     assert region_metrics(distribution, np.array([0]), np.zeros_like(mask)) is None
+
+
+def test_seed_zero_is_accepted_and_negative_values_are_not():
+    import argparse
+
+    from scorenet.bench import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--seeds", "0,1", "--fractions", "20,100"]).seeds == [0, 1]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--seeds", "-1"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--fractions", "0"])

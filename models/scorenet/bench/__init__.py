@@ -35,14 +35,18 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"values must be >= 1, got {text!r}")
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"values must be >= {minimum}, got {text!r}")
     return values
+
+
+def _seeds(text: str) -> list[int]:
+    return _ints(text, minimum=0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     throughput.add_argument("--compile", action="store_true", help="torch.compile the models")
     throughput.add_argument("--cuda-graphs", action="store_true", help="torch.compile mode reduce-overhead")
     learning = parser.add_argument_group("learning")
-    learning.add_argument("--seeds", type=_ints, help="training seeds (default 0,1,2; quick 0)")
+    learning.add_argument("--seeds", type=_seeds, help="training seeds (default 0,1,2; quick 0)")
     learning.add_argument("--fractions", type=_ints, help="percent of the training set, e.g. 10,100")
     learning.add_argument("--mixes", type=lambda s: s.split(","), help="none,cutmix,saliencymix,scoremix")
     learning.add_argument("--epochs", type=int, help="training epochs per run")
