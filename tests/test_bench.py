@@ -96,3 +96,41 @@ def test_seed_zero_is_accepted_and_negative_values_are_not():
         parser.parse_args(["--seeds", "-1"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--fractions", "0"])
+
+
+def test_resume_reuses_finished_runs_only_when_their_settings_match(tmp_path, monkeypatch):
+    from scorenet.bench import learning
+
+    trained = []
+
+    def fake_train(task_dir, run_dir, mix, fraction, seed, options):
+        trained.append((mix, fraction, seed))
+        run_dir.mkdir(parents=True)
+        return run_dir / "best.safetensors"
+
+    metrics = {"weighted_f1": 0.5, "topk_in_planted": 0.25, "auc": 0.75}
+    # the planted task generator is exercised in test_planted; here only the grid bookkeeping
+    task_dir = tmp_path / "planted-train4-val2-test2-seed0"
+    task_dir.mkdir()
+    (task_dir / "planted.json").write_text("{}")
+    monkeypatch.setattr(learning, "train_run", fake_train)
+    monkeypatch.setattr(learning, "evaluate_run", lambda checkpoint, task, device: dict(metrics))
+    options = learning.LearningOptions(
+        work_dir=tmp_path,
+        mixes=("none", "cutmix"),
+        fractions=(100,),
+        seeds=(0,),
+        resume=True,
+        counts={"train": 4, "val": 2, "test": 2},
+    )
+    first = learning.run_suite(options)
+    assert trained == [("none", 100, 0), ("cutmix", 100, 0)]
+    second = learning.run_suite(options)
+    assert trained == [("none", 100, 0), ("cutmix", 100, 0)]  # nothing trained again
+    assert second["runs"] == first["runs"]
+    options.epochs += 1  # other settings: the records no longer apply
+    learning.run_suite(options)
+    assert len(trained) == 4
+    options.resume = False
+    learning.run_suite(options)
+    assert len(trained) == 6

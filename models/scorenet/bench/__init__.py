@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     learning.add_argument("--mixes", type=lambda s: s.split(","), help="none,cutmix,saliencymix,scoremix")
     learning.add_argument("--epochs", type=int, help="training epochs per run")
     learning.add_argument("--work-dir", type=Path, help="where the planted task and checkpoints go")
+    learning.add_argument(
+        "--resume", action="store_true", help="reuse runs finished earlier with the same settings"
+    )
 
 
 def _throughput(args: argparse.Namespace) -> dict[str, Any]:

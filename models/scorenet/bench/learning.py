@@ -49,6 +49,7 @@ class LearningOptions:
     counts: dict[str, int] = field(default_factory=lambda: {"train": 120, "val": 30, "test": 60})
     task_seed: int = 0
     device: str = "cpu"
+    resume: bool = False  # reuse runs finished earlier with the same settings
     # a 6 x 8 grid at 768 x 1024: K = 8 of 48 regions (K = 20 would select 42 % of the image)
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"top_k": 8, "num_samples": 100})
 
@@ -66,6 +67,7 @@ def options_from_args(args: argparse.Namespace) -> LearningOptions:
             setattr(options, name, tuple(getattr(args, name)))
     if getattr(args, "epochs", None):
         options.epochs = args.epochs
+    options.resume = bool(getattr(args, "resume", False))
     unknown = sorted(set(options.mixes) - set(MIXES))
     if unknown:
         from ..errors import ScoreNetInputError
@@ -176,29 +178,67 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _run_settings(options: LearningOptions) -> dict[str, Any]:
+    """What makes two runs of the same (mix, fraction, seed) comparable."""
+    return {
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "counts": dict(options.counts),
+        "task_seed": options.task_seed,
+        "model_overrides": dict(options.model_overrides),
+    }
+
+
+def _finished_run(record_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a run finished earlier with the same settings, or None."""
+    try:
+        saved = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved["run"] if saved.get("settings") == settings else None
+
+
 def run_suite(options: LearningOptions) -> dict[str, Any]:
-    """Generate the planted task, train and evaluate the whole grid; one JSON-able dict."""
+    """Generate the planted task, train and evaluate the whole grid; one JSON-able dict.
+
+    Each finished run leaves ``runs/<mix>-<fraction>-<seed>/bench-run.json``; with ``resume`` a run
+    whose record has the same settings is reused, so an interrupted hour-long grid goes on where it
+    stopped.
+    """
+    from ..io import atomic_path
+
     counts = "-".join(f"{split}{n}" for split, n in options.counts.items())
     task_dir = options.work_dir / f"planted-{counts}-seed{options.task_seed}"
     if not (task_dir / "planted.json").is_file():
         planted.write_image_folder(task_dir, options.counts, seed=options.task_seed)
+    settings = _run_settings(options)
     runs = []
     for mix, fraction, seed in itertools.product(options.mixes, options.fractions, options.seeds):
-        start = time.perf_counter()
         run_dir = options.work_dir / "runs" / f"{mix}-{fraction}-{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
-        checkpoint = train_run(task_dir, run_dir, mix, fraction, seed, options)
-        metrics = evaluate_run(checkpoint, task_dir, options.device)
-        runs.append(
-            {
+        record_path = run_dir / "bench-run.json"
+        record = _finished_run(record_path, settings) if options.resume else None
+        if record is None:
+            start = time.perf_counter()
+            shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a half-trained one
+            checkpoint = train_run(task_dir, run_dir, mix, fraction, seed, options)
+            metrics = evaluate_run(checkpoint, task_dir, options.device)
+            record = {
                 "mix": mix,
                 "fraction": fraction,
                 "seed": seed,
                 **metrics,
                 "seconds": time.perf_counter() - start,
             }
+            with atomic_path(record_path) as tmp:
+                tmp.write_text(json.dumps({"settings": settings, "run": record}, indent=2))
+            status = ""
+        else:
+            status = " (earlier run)"
+        runs.append(record)
+        print(
+            f"  {mix:<12} {fraction:>3}% seed {seed}: weighted F1 {record['weighted_f1']:.3f}{status}",
+            flush=True,
         )
-        print(f"  {mix:<12} {fraction:>3}% seed {seed}: weighted F1 {metrics['weighted_f1']:.3f}", flush=True)
     opts = asdict(options)
     opts["work_dir"] = str(options.work_dir)
     return {
