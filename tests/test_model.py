@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from scorenet.config import ScoreNetConfig
-from scorenet.layers import Attention
+from scorenet.layers import Attention, Block, ClsEncoder, CpvtGapViT
 from scorenet.model import ScoreNet, build_model
 from scorenet.regions import gather_regions, grid_size, soft_regions
 from scorenet.topk import hard_topk, perturbed_topk
@@ -161,13 +161,68 @@ def test_build_model_rejects_unknown_names_and_fields():
         build_model("scorenet_4_1", num_classes=2, num_cls_tokens=2)
 
 
-def test_cls_logits_are_the_cls_row_of_the_full_attention():
+def test_cls_row_attention_equals_the_full_attention_row():
     torch.manual_seed(0)
-    attn = Attention(dim=32, num_heads=4)
+    attn = Attention(dim=32, num_heads=4).eval()
     x = torch.randn(2, 11, 32)
     q, k, _ = attn.qkv(x).reshape(2, 11, 3, 4, 8).permute(2, 0, 3, 1, 4)
     full = (q @ k.transpose(-2, -1)) * 8**-0.5  # (B, heads, 11, 11)
-    torch.testing.assert_close(attn.cls_logits(x), full[:, :, 0, 1:])
+    out, logits = attn.forward_cls(x)
+    torch.testing.assert_close(logits, full[:, :, 0, 1:])
+    torch.testing.assert_close(out, attn(x)[:, :1])
+
+
+def test_cls_only_last_block_matches_the_full_block_in_value_and_gradient():
+    torch.manual_seed(0)
+    block = Block(32, num_heads=4).eval()
+    x = torch.randn(2, 11, 32, requires_grad=True)
+    cls, _ = block.forward_cls(x)
+    (grad_fast,) = torch.autograd.grad(cls.square().sum(), x)
+    full = block(x)[:, :1]
+    (grad_full,) = torch.autograd.grad(full.square().sum(), x)
+    torch.testing.assert_close(cls, full)
+    torch.testing.assert_close(grad_fast, grad_full)
+
+
+def _all_tokens_reference(vit: CpvtGapViT, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ViT's [CLS] states and logits with every block run on every token (no last-block shortcut)."""
+    x = vit.patch_embed(images)
+    grid = x.shape[1:3]
+    x = x.flatten(1, 2)
+    first = len(vit.blocks) - vit.num_cls_tokens
+    states = []
+    for i, block in enumerate(vit.blocks):
+        if i == first:
+            x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+        if i == len(vit.blocks) - 1:
+            n = block.norm1(x)
+            q, k, _ = block.attn.qkv(n).reshape(*n.shape[:2], 3, 4, 8).permute(2, 0, 3, 1, 4)
+            logits = ((q @ k.transpose(-2, -1)) * 8**-0.5)[:, :, 0, 1:]
+        x = block(x)
+        if i == 0:
+            x = vit._peg(x, grid, has_cls=i >= first)
+        if i >= first:
+            states.append(x[:, 0])
+    return vit.norm(torch.stack(states, dim=1)), logits
+
+
+@pytest.mark.parametrize("num_cls_tokens", [1, 3])
+def test_networks_equal_their_all_tokens_reference(num_cls_tokens):
+    torch.manual_seed(0)
+    vit = CpvtGapViT(embed_dim=32, depth=4, num_heads=4, num_cls_tokens=num_cls_tokens).eval()
+    images = torch.randn(2, 3, 48, 64)
+    cls, logits = vit(images, return_cls_logits=True)
+    ref_cls, ref_logits = _all_tokens_reference(vit, images)
+    torch.testing.assert_close(cls, ref_cls)
+    torch.testing.assert_close(logits, ref_logits)
+    encoder = ClsEncoder(embed_dim=32, depth=3, num_heads=4).eval()
+    tokens = torch.randn(2, 5, 32)
+    x = torch.cat([encoder.cls_token.expand(2, -1, -1), tokens], dim=1)
+    states = []
+    for block in encoder.blocks:
+        x = block(x)
+        states.append(x[:, 0])
+    torch.testing.assert_close(encoder(tokens), encoder.norm(torch.stack(states, dim=1)))
 
 
 def test_documented_parameter_counts_are_real():
@@ -197,12 +252,13 @@ def test_perturbed_selection_learns_to_pick_the_informative_regions():
     assert torch.equal(hard_topk(scores.detach(), 3)[0], bright)
 
 
-def test_uint8_downscale_equals_float_average_pooling(tile):
+@pytest.mark.parametrize("factor", [2, 8, 16, 128])
+def test_uint8_downscale_equals_float_average_pooling(tile, factor):
     from scorenet.regions import downscale
 
-    images = tile[..., :512, :640]
-    expected = F.avg_pool2d(images.float() / 255, kernel_size=8)
-    torch.testing.assert_close(downscale(images, 8), expected, atol=1e-6, rtol=0)
+    images = tile[..., :512, :768]  # a non-contiguous view of the real tile
+    expected = F.avg_pool2d(images.double() / 255, kernel_size=factor).float()  # exact, then rounded
+    torch.testing.assert_close(downscale(images, factor), expected, atol=1e-6, rtol=0)
 
 
 _ONE_CLS = {"num_cls_tokens": 1, "scorer_cls_in_head": 1}

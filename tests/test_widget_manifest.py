@@ -12,8 +12,12 @@ from napari_scorenet._widgets.scoremix_preview import ScoreMixPreviewWidget
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("Score RoI", ScoreRoIWidget), ("ScoreMix preview", ScoreMixPreviewWidget),
-     ("Finetune", FinetuneWidget), ("Evaluate", EvaluateWidget)],
+    [
+        ("Score RoI", ScoreRoIWidget),
+        ("ScoreMix preview", ScoreMixPreviewWidget),
+        ("Finetune", FinetuneWidget),
+        ("Evaluate", EvaluateWidget),
+    ],
 )
 def test_docks_from_manifest(make_napari_viewer, name, cls):
     viewer = make_napari_viewer()

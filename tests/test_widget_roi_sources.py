@@ -13,7 +13,9 @@ def test_rectangles_in_world_coordinates(make_napari_viewer):
     viewer = make_napari_viewer()
     layer = viewer.add_shapes(
         [np.array([[10, 20], [110, 220]]), np.array([[0, 0], [5, 5], [0, 9]])],
-        shape_type=["rectangle", "polygon"], scale=(2, 2), translate=(100, 50),
+        shape_type=["rectangle", "polygon"],
+        scale=(2, 2),
+        translate=(100, 50),
     )
     # polygons are ignored; the rectangle is mapped through the layer's scale and translate
     assert rois_from_shapes(layer) == [(50 + 40, 100 + 20, 400, 200)]

@@ -95,12 +95,13 @@ class ScoreNet(nn.Module):
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
         return fit_to_grid(images, grid, p), grid
 
-    def _unit(self, images: torch.Tensor) -> torch.Tensor:
-        """Float [0, 1] pixels from the prepared images' dtype."""
-        return images.to(self.mean.dtype).div_(255) if images.dtype == torch.uint8 else images
-
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        """Normalised float pixels from uint8 or [0, 1] float images, in one fused pass."""
+        scale = 1 / self.std
+        shift = -self.mean * scale
+        if images.dtype == torch.uint8:
+            return torch.addcmul(shift, images.to(self.mean.dtype), scale / 255)
+        return torch.addcmul(shift.to(images.dtype), images, scale.to(images.dtype))
 
     def _score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
@@ -130,7 +131,7 @@ class ScoreNet(nn.Module):
             if fitted.dtype == torch.uint8:
                 regions = regions / 255  # the soft combination is linear in the pixels
         else:
-            regions = self._unit(gather_regions(fitted, indices, grid, cfg.region_size))
+            regions = gather_regions(fitted, indices, grid, cfg.region_size)
         b = images.shape[0]
         region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
         global_cls = self.global_encoder(region_cls.view(b, k, -1))

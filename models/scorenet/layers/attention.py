@@ -1,4 +1,4 @@
-"""Multi-head self-attention (fused kernel) that can also return the [CLS] row's logits."""
+"""Multi-head self-attention (fused kernel), and its [CLS] row alone with its logits."""
 
 from __future__ import annotations
 
@@ -26,14 +26,21 @@ class Attention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
 
-    def cls_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-softmax attention logits of token 0 ([CLS]) to the other tokens: (B, heads, N - 1).
+    def forward_cls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the [CLS] row (token 0): its output (B, 1, C) and its pre-softmax logits to the other
+        tokens (B, heads, N - 1).
 
-        Only the [CLS] query is formed, so this costs one key projection, not a second attention.
+        Used in a network's last block, where only [CLS] is read: one query instead of N, and the
+        logits come from the same query and keys instead of a second pass.
         """
         b, n, c = x.shape
-        w_q, w_k, _ = self.qkv.weight.chunk(3, dim=0)
-        b_q, b_k, _ = self.qkv.bias.chunk(3, dim=0)
+        w_q, w_kv = self.qkv.weight.split((c, 2 * c), dim=0)
+        b_q, b_kv = self.qkv.bias.split((c, 2 * c), dim=0)
         q = F.linear(x[:, :1], w_q, b_q).reshape(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
-        k = F.linear(x[:, 1:], w_k, b_k).reshape(b, n - 1, self.num_heads, self.head_dim).transpose(1, 2)
-        return (q @ k.transpose(-2, -1)).squeeze(2) * self.scale
+        k, v = F.linear(x, w_kv, b_kv).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, heads, 1, N)
+        attn = logits.softmax(dim=-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, self.attn_drop)
+        out = (attn @ v).transpose(1, 2).reshape(b, 1, c)
+        return self.proj_drop(self.proj(out)), logits[:, :, 0, 1:]

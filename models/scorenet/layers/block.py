@@ -30,3 +30,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.attn(self.norm1(x)))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+    def forward_cls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output for token 0 only (B, 1, C), and that token's attention logits
+        (B, heads, N - 1); equal to ``forward(x)[:, :1]`` at a fraction of the cost."""
+        cls, logits = self.attn.forward_cls(self.norm1(x))
+        cls = x[:, :1] + self.drop_path1(cls)
+        return cls + self.drop_path2(self.mlp(self.norm2(cls))), logits

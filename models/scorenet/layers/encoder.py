@@ -34,7 +34,9 @@ class ClsEncoder(nn.Module):
         """(B, K, D) -> normalised [CLS] states of all layers (B, depth, D)."""
         x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         cls_states = []
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x)
             cls_states.append(x[:, 0])
+        # only [CLS] is read after the last block
+        cls_states.append(self.blocks[-1].forward_cls(x)[0][:, 0])
         return self.norm(torch.stack(cls_states, dim=1))

@@ -56,11 +56,17 @@ class CpvtGapViT(nn.Module):
         first_cls_layer = len(self.blocks) - self.num_cls_tokens
         cls_states = []
         cls_logits = None
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if i == first_cls_layer:
                 x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
-            if return_cls_logits and i == len(self.blocks) - 1:
-                cls_logits = block.attn.cls_logits(block.norm1(x))
+            if i == last and i >= first_cls_layer and i > 0:
+                # only [CLS] is read after the last block: skip the other tokens' queries and MLP
+                x, cls_logits = block.forward_cls(x)
+                cls_states.append(x[:, 0])
+                break
+            if return_cls_logits and i == last:
+                cls_logits = block.attn.forward_cls(block.norm1(x))[1]
             x = block(x)
             if i == 0:
                 # PEG after the first block (CPVT); the pseudo-[CLS] is never before it unless m = L
