@@ -77,6 +77,28 @@ def test_hard_regions_are_crops_of_the_input(model, tile):
         assert torch.equal(region, images[0, :, y0:y1, x0:x1])
 
 
+def _offset_by_one_byte(images: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy whose storage starts one byte in (not aligned to 8-byte words)."""
+    out = torch.empty(1 + images.numel(), dtype=images.dtype)[1:].view(images.shape)
+    return out.copy_(images)
+
+
+@pytest.mark.parametrize("layout", ["uint8", "uint8-offset", "uint8-strided", "float"])
+def test_gathered_regions_are_the_crops_in_every_layout(tile, layout):
+    whole = tile[..., :384, :520]  # the real tile: 3 x 4 regions of 128 and a spare strip
+    images = {
+        "uint8": lambda: whole[..., :512].contiguous(),
+        "uint8-offset": lambda: _offset_by_one_byte(whole[..., :512]),
+        "uint8-strided": lambda: whole[..., 4:516],  # a view: rows 520 bytes apart
+        "float": lambda: whole[..., :512].float(),
+    }[layout]()
+    indices = torch.tensor([[0, 5, 11]])
+    regions = gather_regions(images, indices, (3, 4), 128)
+    for region, index in zip(regions[0], indices[0].tolist(), strict=True):
+        r, c = divmod(index, 4)
+        assert torch.equal(region, images[0, :, r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128])
+
+
 def test_soft_regions_equal_dense_product():
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 4 * 8, 5 * 8, generator=gen)

@@ -65,9 +65,20 @@ def gather_regions(
     images: torch.Tensor, indices: torch.Tensor, grid: tuple[int, int], region_size: int
 ) -> torch.Tensor:
     """Copy only the regions at row-major ``indices`` (B, M): (B, M, C, P, P)."""
-    regions = region_view(images, grid, region_size)
-    batch = torch.arange(images.shape[0], device=images.device).unsqueeze(1)
-    return regions[batch, indices // grid[1], indices % grid[1]]
+    p = region_size
+    # contiguous uint8 rows are copied as int64 words, 8 pixels at a time: several times faster
+    packed = (
+        images.dtype == torch.uint8
+        and p % 8 == 0
+        and images.is_contiguous()
+        and images.storage_offset() % 8 == 0
+    )
+    source = images.view(torch.int64) if packed else images
+    b, c = source.shape[:2]
+    regions = source.view(b, c, grid[0], p, grid[1], p // 8 if packed else p).permute(0, 2, 4, 1, 3, 5)
+    batch = torch.arange(b, device=images.device).unsqueeze(1)
+    selected = regions[batch, indices // grid[1], indices % grid[1]]
+    return selected.view(torch.uint8) if packed else selected
 
 
 def soft_regions(
