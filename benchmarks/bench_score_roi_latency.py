@@ -95,12 +95,19 @@ def run(out_json: str | Path = RESULT) -> dict:
         snapped = snap_roi(model, ROI, 1.0)
         viewer.close()
     result = {
-        "roi": list(ROI), "snapped_roi": list(snapped), "input_shape": list(image.shape),
+        "roi": list(ROI),
+        "snapped_roi": list(snapped),
+        "input_shape": list(image.shape),
         "checkpoint": ckpt.name if ckpt.parent != Path(tmp) else "scorenet_4_1 (random weights)",
-        "device": "cpu", "torch_threads": torch.get_num_threads(), "repeats": REPEATS,
-        "click_to_overlay_ms": _median_ms(end_to_end), "read_ms": _median_ms(read),
-        "model_ms": _median_ms(model_t), "layer_update_ms": _median_ms(layers),
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "repeats": REPEATS,
+        "click_to_overlay_ms": _median_ms(end_to_end),
+        "read_ms": _median_ms(read),
+        "model_ms": _median_ms(model_t),
+        "layer_update_ms": _median_ms(layers),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
     }
     atomic_write(out_json, json.dumps(result, indent=2) + "\n")
     return result

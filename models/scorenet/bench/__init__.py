@@ -21,7 +21,11 @@ from ..errors import ScoreNetInputError
 
 SUITES = ("throughput", "end-to-end", "learning", "slide-read", "latency")
 # suites implemented by scripts in the repository's benchmarks/ folder
-SCRIPT_SUITES = {"slide-read": "bench_slide_read.py", "latency": "bench_score_roi_latency.py"}
+SCRIPT_SUITES = {
+    "slide-read": "bench_slide_read.py",
+    "latency": "bench_score_roi_latency.py",
+    "model-speed": "bench_model_speed.py",
+}
 BENCHMARKS_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
 
 
