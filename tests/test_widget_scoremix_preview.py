@@ -19,7 +19,9 @@ SLIDE = "tcga-cr-7395-01a-01-ts1.svs"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(build_model("scorenet_4_1", 2, **DEMO_MODEL_OVERRIDES).eval(), path, ["a", "b"])
+    model = build_model("scorenet_4_1", 2, **DEMO_MODEL_OVERRIDES).eval()
+    # trained at 0.5 um/px: the TCGA slide records no pixel size, so RoIs are read at level 0 (as Score RoI)
+    save_checkpoint(model, path, ["a", "b"], metadata={"mpp": 0.5})
     return path
 
 

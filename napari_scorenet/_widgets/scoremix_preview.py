@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 from scorenet.errors import ScoreNetInputError
 from scorenet.mixing import cutmix, saliencymix, scoremix
-from scorenet.slide import read_roi
+from scorenet.slide import open_slide, read_roi
 
 from ._roi import rois_from_shapes
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
@@ -46,10 +46,12 @@ def image_sources(viewer) -> dict[str, object]:
 
 
 def load_image(choice, mpp: float | None) -> np.ndarray:
-    """(H, W, 3) uint8 of a layer or of an RoI read from its slide at ``mpp``."""
+    """(H, W, 3) uint8 of a layer or of an RoI read from its slide at ``mpp`` (level 0 if unknown)."""
     if isinstance(choice, tuple):
         path, (x, y, w, h) = choice
-        return read_roi(path, x, y, w, h, mpp=mpp).image
+        with open_slide(path) as slide:
+            # as in Score RoI: a slide that records no pixel size is read at level 0
+            return read_roi(slide, x, y, w, h, mpp=mpp if slide.mpp else None).image
     return np.asarray(choice.data)[..., :3].astype(np.uint8)
 
 
@@ -153,4 +155,5 @@ class ScoreMixPreviewWidget(QWidget):
                                text={"string": "{box}", "color": "white"})
         label = result.labels[0]
         parts = [f"{n}: {float(p):.2f}" for n, p in zip(info.class_names, label, strict=True)]
-        self.label.setText(f"λ = {float(result.lam[0]):.2f}; mixed label " + ", ".join(parts))
+        # boxes are whole patches, so the area kept can differ from the λ asked for
+        self.label.setText(f"λ used (area kept) {float(result.lam[0]):.2f}; mixed label " + ", ".join(parts))
