@@ -134,3 +134,22 @@ def test_resume_reuses_finished_runs_only_when_their_settings_match(tmp_path, mo
     options.resume = False
     learning.run_suite(options)
     assert len(trained) == 6
+
+
+def test_chance_level_is_what_random_selections_score(tmp_path, data_root):
+    from scorenet.bench import learning, planted
+
+    task = planted.write_image_folder(tmp_path / "task", {"test": 6}, seed=3, root=data_root)
+    grid = (6, 8)
+    chance = learning.chance_topk_in_planted(task, grid)
+    meta = json.loads((task / "planted.json").read_text())
+    rng = np.random.default_rng(0)
+    scores = []
+    for record in meta["images"]["test"]:
+        mask = planted.read_mask(task / record["mask"])
+        for _ in range(400):
+            found = learning.region_metrics(rng.random(grid), rng.permutation(48)[:8], mask)
+            if found is not None:
+                scores.append(found[0])
+    assert 0 < chance < 1
+    assert np.mean(scores) == pytest.approx(chance, abs=0.01)

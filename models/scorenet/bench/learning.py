@@ -105,6 +105,19 @@ def region_metrics(
     return in_planted, auc
 
 
+def chance_topk_in_planted(task_dir: Path, grid: tuple[int, int]) -> float:
+    """``topk_in_planted`` of a selection drawn at random: the mean share of planted regions in the
+    test images that have some (the AUC of a random distribution is 0.5)."""
+    meta = json.loads((task_dir / "planted.json").read_text())
+    shares = []
+    for record in meta["images"]["test"]:
+        fraction = region_planted_fraction(planted.read_mask(task_dir / record["mask"]), grid)
+        positive = fraction >= REGION_PLANTED_FRACTION
+        if positive.any():
+            shares.append(float(positive.mean()))
+    return float(np.mean(shares))
+
+
 def evaluate_run(checkpoint: Path, task_dir: Path, device: str = "cpu") -> dict[str, Any]:
     """Weighted F1, top-K-in-planted and AUC of a checkpoint on the task's test split."""
     from sklearn.metrics import f1_score
@@ -176,6 +189,17 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"{metric}_std"] = float(np.std(values)) if values else None
         rows.append(row)
     return rows
+
+
+def _grid(options: LearningOptions) -> tuple[int, int]:
+    """The region grid of the task's images for the benchmarked model."""
+    from ..config import ScoreNetConfig
+    from ..regions import grid_size
+
+    config = ScoreNetConfig(**options.model_overrides)
+    return grid_size(
+        planted.PlantedConfig().height, planted.PlantedConfig().width, config.region_size, config.top_k
+    )
 
 
 def _run_settings(options: LearningOptions) -> dict[str, Any]:
@@ -251,6 +275,7 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
         },
         "options": opts,
         "paper": PAPER,
+        "chance": {"topk_in_planted": chance_topk_in_planted(task_dir, _grid(options)), "auc": 0.5},
         "results": summarize(runs),
         "runs": runs,
     }
