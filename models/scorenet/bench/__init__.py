@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ScoreNetInputError
 
-SUITES = ("throughput", "end-to-end", "learning", "slide-read", "latency")
+SUITES = ("throughput", "end-to-end", "learning", "slide-read", "latency", "model-speed")
 # suites implemented by scripts in the repository's benchmarks/ folder
 SCRIPT_SUITES = {
     "slide-read": "bench_slide_read.py",
