@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULT = Path(__file__).parent / "results" / "score_roi_latency.json"
+RESULT = Path(__file__).parent / "results" / "latency.json"  # as scorenet bench --suite latency
 SLIDE = "tcga-cr-7395-01a-01-ts1.svs"
 ROI = (1200, 1000, 2048, 1536)  # (x, y, w, h) level 0, tissue of the TCGA slide
 REPEATS = 5
