@@ -115,6 +115,7 @@ def test_resume_reuses_finished_runs_only_when_their_settings_match(tmp_path, mo
     (task_dir / "planted.json").write_text("{}")
     monkeypatch.setattr(learning, "train_run", fake_train)
     monkeypatch.setattr(learning, "evaluate_run", lambda checkpoint, task, device: dict(metrics))
+    monkeypatch.setattr(learning, "chance_topk_in_planted", lambda task, grid: 0.15)
     options = learning.LearningOptions(
         work_dir=tmp_path,
         mixes=("none", "cutmix"),
