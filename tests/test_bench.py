@@ -55,6 +55,10 @@ def test_bad_options_are_rejected(tmp_path, capsys):
     assert main(["--suite", "throughput", "--models", "resnet", "--out", str(tmp_path)]) == 2
     assert "resnet" in capsys.readouterr().err
     assert not (tmp_path / "throughput.json").exists()
+    # a device this machine lacks is refused before anything runs, naming the device
+    assert main(["--suite", "end-to-end", "--device", "cuda:99", "--out", str(tmp_path)]) == 2
+    assert "cuda:99" in capsys.readouterr().err
+    assert not (tmp_path / "end-to-end.json").exists()
 
 
 def test_format_table_aligns_columns():

@@ -152,8 +152,14 @@ TABLE_COLUMNS = {
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen suite(s); write ``<out>/<suite>.json`` and print a table. Returns the exit code."""
+    from ..inference import resolve_device
     from .report import command_line, environment, format_table, other_busy_processes, write_result
 
+    try:
+        args.device = str(resolve_device(args.device))  # a clear message, not a CUDA traceback mid-run
+    except ScoreNetInputError as exc:
+        print(f"scorenet bench: {exc}", file=sys.stderr)
+        return 2
     suites = SUITES if args.suite == "all" else (args.suite,)
     failed = []
     for suite in suites:
