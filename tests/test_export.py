@@ -25,8 +25,8 @@ from scorenet.export import (
     write_score_outputs,
 )
 from scorenet.inference import score_rois
+from small_model import SMALL, K
 
-K = 4
 P = 128
 CLASSES = ["stroma", "carcinoma"]
 
@@ -34,18 +34,7 @@ CLASSES = ["stroma", "carcinoma"]
 @pytest.fixture(scope="module")
 def score(slides_dir):
     torch.manual_seed(0)
-    model = build_model(
-        "scorenet_4_1",
-        2,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_cls_tokens=1,
-        scorer_cls_in_head=1,
-        global_depth=1,
-        global_num_heads=2,
-        top_k=K,
-    )
+    model = build_model("scorenet_4_1", 2, **SMALL)
     with open_slide(slides_dir / "cmu_small_region.svs") as slide:
         (result,) = score_rois(model, slide, [(300, 500, 1000, 800)], mpp=2 * slide.mpp, class_names=CLASSES)
     return result

@@ -8,19 +8,9 @@ import torch
 from scorenet import build_model, inference, open_slide, read_roi
 from scorenet.errors import ScoreNetInputError
 from scorenet.inference import Cancelled, check_roi, resolve_device, score_rois
+from small_model import SMALL, K
 
-K = 4
 P = 128
-SMALL = dict(
-    embed_dim=32,
-    depth=2,
-    num_heads=2,
-    num_cls_tokens=1,
-    scorer_cls_in_head=1,
-    global_depth=1,
-    global_num_heads=2,
-    top_k=K,
-)
 
 
 @pytest.fixture(scope="module")
