@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from scorenet.checkpoint import save_checkpoint
 from scorenet.cli import main
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
+from scorenet.model import build_model
 
 SMALL_ARGS = [arg for key, value in DEMO_MODEL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
 
@@ -176,3 +179,44 @@ def test_score_a_plain_image_whole(trained: Path, demo_root: Path, tmp_path: Pat
     prediction = json.loads((tmp_path / "prediction.json").read_text())
     width, height = Image.open(image).size
     assert prediction["roi"] == [0, 0, width, height] and prediction["predicted"] == "carcinoma"
+
+
+def _carcinoma_only(root: Path, tiles_dir: Path) -> Path:
+    """``root/one/carcinoma/`` with three real 256 x 256 carcinoma crops, and no other class."""
+    both = make_tile_folder(root / "both", 3, seed=4, sizes=((256, 256),), tiles_dir=tiles_dir)
+    (root / "one").mkdir()
+    return (both / "carcinoma").rename(root / "one" / "carcinoma").parent
+
+
+def test_train_on_a_single_class_exits_2(tmp_path: Path, tiles_dir: Path, capsys) -> None:
+    data = _carcinoma_only(tmp_path, tiles_dir)
+    images = sorted(data.glob("*/*.png"))
+    csv_file = tmp_path / "one.csv"
+    rows = [f"{p},carcinoma,{'val' if i == 0 else 'train'}" for i, p in enumerate(images)]
+    csv_file.write_text("\n".join(["path,label,split", *rows]) + "\n")
+    out = tmp_path / "run"
+    for source in (data, csv_file):
+        assert main(["train", str(source), "--out", str(out), "--device", "cpu", *SMALL_ARGS]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"scorenet train: error: {source}: only 1 class ('carcinoma');")
+        assert "a classifier needs at least 2" in lines[0]
+        assert not out.exists()  # refused before anything is written
+
+
+def test_eval_reports_a_class_without_images_as_absent(tmp_path: Path, tiles_dir: Path, capsys) -> None:
+    data = _carcinoma_only(tmp_path, tiles_dir)
+    torch.manual_seed(0)
+    save_checkpoint(build_model("scorenet_4_1", 2, **DEMO_MODEL_OVERRIDES), tmp_path / "m.safetensors",
+                    ["carcinoma", "stroma"])  # fmt: skip
+    argv = ["eval", str(data), "--checkpoint", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ev")]
+    assert main([*argv, "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    printed = json.loads(capsys.readouterr().out)
+    assert metrics["per_class_f1"]["stroma"] is None and printed["per_class_f1"]["stroma"] is None  # null
+    assert [sum(row) for row in metrics["confusion_matrix"]] == [3, 0]
+    # only carcinoma has images: precision 1 whenever it is predicted, recall = accuracy
+    accuracy = metrics["accuracy"]
+    carcinoma_f1 = 2 * accuracy / (1 + accuracy)
+    assert metrics["per_class_f1"]["carcinoma"] == pytest.approx(carcinoma_f1)
+    assert metrics["weighted_f1"] == pytest.approx(carcinoma_f1)  # the absent class weighs nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def test_metrics_of_a_known_confusion() -> None:
     assert m["weighted_f1"] == pytest.approx((2 * 1 / 2 + 3 * 2 / 3) / 5)
     absent = classification_metrics([0, 0], [0, 0], ["a", "b", "c"])
     assert absent["confusion_matrix"] == [[2, 0, 0], [0, 0, 0], [0, 0, 0]] and absent["weighted_f1"] == 1.0
+    assert absent["per_class_f1"] == {"a": 1.0, "b": None, "c": None}
+
+
+def test_a_class_without_images_has_no_f1_and_no_weight() -> None:
+    # true a a a b b, predicted a b b b c: "c" has no images (None) although it was predicted once
+    m = classification_metrics([0, 0, 0, 1, 1], [0, 1, 1, 1, 2], ["a", "b", "c"])
+    f1_a, f1_b = 2 / (2 + 0 + 2), 2 / (2 + 2 + 1)  # 2 TP / (2 TP + FP + FN)
+    assert m["per_class_f1"] == pytest.approx({"a": f1_a, "b": f1_b, "c": None})
+    assert m["weighted_f1"] == pytest.approx((3 * f1_a + 2 * f1_b) / 5)
+    assert m["per_class_f1"]["c"] is None and m["accuracy"] == pytest.approx(2 / 5)
+    json.dumps(m)  # None is JSON null
 
 
 def test_mean_std_over_runs() -> None:
@@ -69,6 +81,7 @@ def test_evaluation_matches_classes_by_name(demo_root: Path, tmp_path: Path) -> 
     assert metrics["class_names"] == names and metrics["split"] == "all" and metrics["num_images"] == 16
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.sum() == 16 and matrix[0].sum() == 8 and matrix[2].sum() == 8 and matrix[1].sum() == 0
+    assert metrics["per_class_f1"]["normal"] is None  # no "normal" images: absent, not 0
     features, labels = extract_features(model, scan_image_folder(demo_root))
     assert features.shape == (16, model.config.feature_dim) and labels.tolist() == [0] * 8 + [1] * 8
 
@@ -111,3 +124,8 @@ def test_summary_of_runs() -> None:
     assert summary["confusion_matrix"] == [[3, 1], [0, 4]]
     with pytest.raises(ScoreNetInputError, match="different class names"):
         summarize_runs([runs[0], classification_metrics([0], [0], ["x", "b"])])
+    # a class absent from one run is averaged over the others; absent from all, it stays None
+    partial = summarize_runs([runs[1], classification_metrics([0, 0], [0, 1], ["a", "b"])])
+    assert partial["per_class_f1"]["b"] == pytest.approx(0.8) and partial["per_class_f1_std"]["b"] == 0
+    none = summarize_runs([classification_metrics([0], [0], ["a", "b"])] * 2)
+    assert none["per_class_f1"]["b"] is None and none["per_class_f1_std"]["b"] is None

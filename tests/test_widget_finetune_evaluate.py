@@ -6,6 +6,7 @@ import json
 
 import pytest
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
+from scorenet.evaluate import classification_metrics
 
 from napari_scorenet._widgets import evaluate, finetune
 from napari_scorenet._widgets.evaluate import EvaluateWidget
@@ -89,3 +90,15 @@ def test_bad_folders_notify(make_napari_viewer, tmp_path, notes):
     ev.checkpoint.setText(str(tmp_path / "none.safetensors"))
     ev.start_button.click()
     assert "none.safetensors" in notes["error"][-1] and ev.worker is None
+
+
+def test_evaluate_shows_a_class_without_images_as_absent(make_napari_viewer, tmp_path, notes):
+    ev = EvaluateWidget(make_napari_viewer())
+    # "normal" has no images (predicted once all the same): its F1 is None, not 0
+    metrics = classification_metrics([0, 0, 2], [0, 1, 2], ["carcinoma", "normal", "stroma"])
+    metrics.update(split="all", checkpoint=str(tmp_path / "model.safetensors"))
+    ev._on_result(metrics, tmp_path)
+    assert [bar.text() for bar in ev.f1.bars] == ["carcinoma F1: 0.667", "normal F1: —", "stroma F1: 1.000"]
+    assert ev.f1.bars[1].value() == 0 and "no images of normal" in ev.summary.text()
+    assert json.loads(ev.saved.read_text())["per_class_f1"]["normal"] is None
+    assert not notes["error"]

@@ -215,8 +215,31 @@ def load_splits(
     split_csv: str | os.PathLike[str] | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    min_classes: int = 1,
 ) -> DataSplits:
-    """The train/val/test samples of ``data`` in any of the three layouts (see the module docstring)."""
+    """The train/val/test samples of ``data`` in any of the three layouts (see the module docstring).
+
+    ``min_classes`` (2 for training: a classifier needs two classes to tell apart) refuses data with
+    fewer classes; evaluation keeps 1, since a folder may hold only some of a checkpoint's classes.
+    """
+    splits = _read_splits(data, split_csv, val_fraction, seed)
+    count = len(splits.class_names)
+    if count < min_classes:
+        found = f"{count} {'class' if count == 1 else 'classes'} ({', '.join(map(repr, splits.class_names))})"
+        raise ScoreNetInputError(
+            f"only {found}; a classifier needs at least {min_classes}, one sub-folder (or CSV label) each",
+            split_csv if split_csv is not None else data,
+        )
+    return splits
+
+
+def _read_splits(
+    data: str | os.PathLike[str],
+    split_csv: str | os.PathLike[str] | None,
+    val_fraction: float,
+    seed: int,
+) -> DataSplits:
+    """The splits of whichever layout ``data`` (or ``split_csv``) has."""
     root = Path(data)
     if split_csv is not None:
         return read_split_csv(split_csv, root)

@@ -24,16 +24,23 @@ class Stopped(Exception):
 def classification_metrics(
     labels: Sequence[int], predicted: Sequence[int], class_names: Sequence[str]
 ) -> dict[str, Any]:
-    """Weighted F1, per-class F1, accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    """Weighted F1, per-class F1, accuracy and the confusion matrix (rows: true, columns: predicted).
+
+    A class without images has no F1 (None, not 0: nothing was missed); weighted by support, it also
+    counts for nothing in the weighted F1.
+    """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
     classes = list(range(len(class_names)))
     per_class = f1_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    support = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     return {
         "weighted_f1": float(
             f1_score(labels, predicted, labels=classes, average="weighted", zero_division=0)
         ),
-        "per_class_f1": {name: float(v) for name, v in zip(class_names, per_class, strict=True)},
+        "per_class_f1": {
+            name: float(v) if n else None for name, v, n in zip(class_names, per_class, support, strict=True)
+        },
         "accuracy": float(accuracy_score(labels, predicted)),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
         "class_names": list(class_names),
@@ -59,14 +66,15 @@ def summarize_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if any(r["class_names"] != names for r in runs):
         raise ScoreNetInputError("the runs have different class names; summarise runs of one task only")
     stats = mean_std(runs)
-    per_class = {n: np.array([r["per_class_f1"][n] for r in runs]) for n in names}
+    # a class without images in a run has no F1 there (None): average over the runs that have one
+    per_class = {n: np.array([f for r in runs if (f := r["per_class_f1"][n]) is not None]) for n in names}
     return {
         "weighted_f1": stats["weighted_f1"]["mean"],
         "weighted_f1_std": stats["weighted_f1"]["std"],
         "accuracy": stats["accuracy"]["mean"],
         "accuracy_std": stats["accuracy"]["std"],
-        "per_class_f1": {n: float(v.mean()) for n, v in per_class.items()},
-        "per_class_f1_std": {n: float(v.std()) for n, v in per_class.items()},
+        "per_class_f1": {n: float(v.mean()) if v.size else None for n, v in per_class.items()},
+        "per_class_f1_std": {n: float(v.std()) if v.size else None for n, v in per_class.items()},
         "confusion_matrix": np.sum([r["confusion_matrix"] for r in runs], axis=0).tolist(),
         "class_names": list(names),
         "num_runs": len(runs),

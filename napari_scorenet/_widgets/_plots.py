@@ -45,20 +45,23 @@ class LinePlot(QWidget):
 
 
 class ClassBars(QWidget):
-    """One labelled bar per class, value in [0, 1]."""
+    """One labelled bar per class, value in [0, 1]; None (e.g. the F1 of a class without images) shows
+    an empty bar marked "—"."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bars: list[QProgressBar] = []
         self.setLayout(QVBoxLayout())
 
-    def set_values(self, names: Sequence[str], values: Sequence[float], what: str = "") -> None:
+    def set_values(self, names: Sequence[str], values: Sequence[float | None], what: str = "") -> None:
         for bar in self.bars:
             bar.deleteLater()
         self.bars = []
         for name, v in zip(names, values, strict=True):
-            bar = QProgressBar(maximum=1000, value=int(round(1000 * float(v))))
-            bar.setFormat(f"{name}{what}: {float(v):.3f}")
+            bar = QProgressBar(maximum=1000, value=0 if v is None else int(round(1000 * float(v))))
+            bar.setFormat(f"{name}{what}: {'—' if v is None else f'{float(v):.3f}'}")
+            if v is None:
+                bar.setToolTip("no images of this class: no value")
             self.layout().addWidget(bar)
             self.bars.append(bar)
 

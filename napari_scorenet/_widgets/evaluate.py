@@ -111,8 +111,10 @@ class EvaluateWidget(QWidget):
     def _on_result(self, metrics: dict, out_dir: Path) -> None:
         self.metrics = metrics
         names = metrics["class_names"]
+        absent = [n for n in names if metrics["per_class_f1"][n] is None]  # no images: no F1
         self.summary.setText(f"{metrics['num_images']} images ({metrics['split']}): weighted F1 "
-                             f"{metrics['weighted_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+                             f"{metrics['weighted_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
+                             + (f"; no images of {', '.join(absent)}" if absent else ""))
         self.f1.set_values(names, [metrics["per_class_f1"][n] for n in names], " F1")
         while self.matrix_box.count():
             self.matrix_box.takeAt(0).widget().deleteLater()
