@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
+from scorenet.checkpoint import load_checkpoint
 from scorenet.errors import ScoreNetInputError
 from scorenet.mixing import (
     MixBatchTransform,
     box_mass,
     cutmix,
+    saliency_map,
     saliency_peak,
     saliencymix,
     scoremix,
 )
+from scorenet.mixing.scoremix import site_probabilities
 from torch import nn
 
+DEMO_CHECKPOINT = (
+    Path(__file__).resolve().parents[1] / "napari_scorenet" / "weights" / "scorenet_demo.safetensors"
+)
 METHODS = {"scoremix": scoremix, "cutmix": cutmix, "saliencymix": saliencymix}
 # (source (H, W), source grid, target (H, W), target grid): equal, then different sizes and aspect ratios
 SHAPES = [
@@ -120,8 +129,22 @@ def _expected_box_law(dist: np.ndarray, box: tuple[int, int]) -> np.ndarray:
     return np.array([[dist[i : i + box[0], j : j + box[1]].sum() for j in range(cols)] for i in range(rows)])
 
 
-@pytest.mark.parametrize("side", ["cut", "paste"])
-def test_scoremix_locations_follow_the_box_distributions(side):
+def _site_laws(mass: np.ndarray) -> dict[str, np.ndarray]:
+    """Unnormalised window laws from box masses: cut, paper paste rule, official paste rule."""
+    return {"cut": mass, "paper": 1 - mass, "official": mass.max() - mass}
+
+
+def _fit_pvalue(observed: np.ndarray, law: np.ndarray) -> float:
+    """Chi-square p-value of draws against a law; 0 when a window of probability 0 was drawn."""
+    possible = law > 0
+    if observed[~possible].any():
+        return 0.0
+    expected = observed.sum() * law[possible] / law[possible].sum()
+    return float(chisquare(observed[possible], expected).pvalue)
+
+
+@pytest.mark.parametrize(("side", "rule"), [("cut", "paper"), ("paste", "paper"), ("paste", "official")])
+def test_scoremix_locations_follow_the_box_distributions(side, rule):
     # 4 x 5 grid of 8-pixel patches, box of 2 x 2 patches (lam = 1 - 4 / 20): 3 x 4 = 12 positions
     draws = 2400
     g = torch.Generator().manual_seed(11)
@@ -129,19 +152,51 @@ def test_scoremix_locations_follow_the_box_distributions(side):
     images = torch.zeros(draws, 1, 32, 40)
     labels = _one_hot([0] * draws)
     dists = dist.expand(draws, 4, 5)
-    result = scoremix(images, images, dists, dists, labels, labels, lam=0.8, generator=g)
+    result = scoremix(images, images, dists, dists, labels, labels, lam=0.8, generator=g, paste_rule=rule)
     boxes = result.cut_boxes if side == "cut" else result.paste_boxes
     assert ((boxes[:, 2:] - boxes[:, :2]) == 16).all()
     positions = (boxes[:, 1] // 8) * 4 + boxes[:, 0] // 8
     observed = np.bincount(positions.numpy(), minlength=12)
-    mass = _expected_box_law(dist.double().numpy(), (2, 2)).ravel()
-    law = mass if side == "cut" else 1 - mass
-    expected = draws * law / law.sum()
-    assert chisquare(observed, expected).pvalue > 1e-3
-    # the test tells the law apart from the other side's law and from the uniform one
-    other = 1 - mass if side == "cut" else mass
-    assert chisquare(observed, draws * other / other.sum()).pvalue < 1e-6
-    assert chisquare(observed, np.full(12, draws / 12)).pvalue < 1e-6
+    laws = _site_laws(_expected_box_law(dist.double().numpy(), (2, 2)).ravel())
+    law = laws.pop("cut" if side == "cut" else rule)
+    assert _fit_pvalue(observed, law) > 1e-3
+    # the test tells the law apart from the other laws and from the uniform one
+    for other in [*laws.values(), np.ones(12)]:
+        assert _fit_pvalue(observed, other) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def demo_distribution(tiles_dir) -> torch.Tensor:
+    """``P_patch`` (12, 12) of the bundled demo model on the real 1500 x 1500 carcinoma tile."""
+    model, _ = load_checkpoint(DEMO_CHECKPOINT)
+    rgb = cv2.imread(str(tiles_dir / "hgsc_nest.jpg"), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+    with torch.no_grad():
+        dist = model.semantic_distribution(torch.from_numpy(rgb).permute(2, 0, 1)[None])
+    assert dist.shape == (1, 12, 12)
+    return dist[0]
+
+
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_paste_rules_on_a_real_distribution(demo_distribution, rule):
+    box = (3, 3)  # 1 - lam = (3 / 12) ** 2
+    dist = demo_distribution.double().numpy()
+    mass = _expected_box_law(dist, box)  # each window's mass summed by hand
+    law = _site_laws(mass)[rule]
+    probabilities = site_probabilities(demo_distribution, box, cut=False, paste_rule=rule).numpy()
+    np.testing.assert_allclose(probabilities, law / law.sum(), rtol=1e-6, atol=1e-12)
+    if rule == "official":  # the window holding the most mass is never drawn
+        assert probabilities.ravel()[mass.argmax()] == 0
+    # scoremix draws its paste windows from these probabilities (10 x 10 windows, 3000 draws)
+    draws = 3000
+    images = torch.zeros(draws, 1, 48, 48)
+    labels = _one_hot([0] * draws)
+    dists = demo_distribution.expand(draws, 12, 12)
+    g = torch.Generator().manual_seed(5)
+    result = scoremix(images, images, dists, dists, labels, labels, lam=0.9375, generator=g, paste_rule=rule)
+    boxes = result.paste_boxes
+    assert ((boxes[:, 2:] - boxes[:, :2]) == 12).all()
+    observed = np.bincount(((boxes[:, 1] // 4) * 10 + boxes[:, 0] // 4).numpy(), minlength=100)
+    assert _fit_pvalue(observed, probabilities.ravel()) > 1e-3
 
 
 def test_concentrated_distributions_steer_cut_and_paste():
@@ -177,11 +232,39 @@ def test_saliencymix_centres_the_box_on_a_planted_salient_blob():
     result = saliencymix(source, target, None, None, labels, labels, lam=0.9)
     for b, (blob_rows, blob_cols) in enumerate([((60, 70), (20, 30)), ((10, 18), (90, 100))]):
         row, col = saliency_peak(source[b])
-        assert blob_rows[0] - 4 <= row < blob_rows[1] + 4 and blob_cols[0] - 4 <= col < blob_cols[1] + 4
+        # the fine-grained map peaks on the blob or on the ring of centre-surround contrast around it
+        assert blob_rows[0] - 8 <= row < blob_rows[1] + 8 and blob_cols[0] - 8 <= col < blob_cols[1] + 8
         x0, y0, x1, y1 = result.cut_boxes[b].tolist()
-        assert abs((x0 + x1) / 2 - col) <= 0.5 and abs((y0 + y1) / 2 - row) <= 0.5
+        # centred on the peak, moved down just enough to stay inside when the peak is near the top
+        assert abs((x0 + x1) / 2 - col) <= 0.5
+        assert abs((y0 + y1) / 2 - row) <= 0.5 or (y0 == 0 and (y0 + y1) / 2 > row)
     # the paste box sits where the cut box was, as in the original SaliencyMix
     assert torch.equal(result.cut_boxes, result.paste_boxes)
+
+
+def _peak(saliency: np.ndarray) -> tuple[int, int]:
+    row, col = np.unravel_index(np.argmax(saliency), saliency.shape)
+    return int(row), int(col)
+
+
+def test_saliencymix_uses_opencvs_fine_grained_detector_on_a_real_tile(tiles_dir):
+    # reference computed as the original SaliencyMix code does, straight from OpenCV on BGR uint8
+    bgr = cv2.imread(str(tiles_dir / "hgsc_nest.jpg"), cv2.IMREAD_COLOR)[600:856, 700:1084]
+    _, reference = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(bgr)
+    expected_peak = _peak((reference * 255).astype("uint8"))
+    # the check can tell the detector and the channel order apart on this crop
+    _, spectral = cv2.saliency.StaticSaliencySpectralResidual_create().computeSaliency(bgr)
+    _, from_rgb = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(bgr[:, :, ::-1].copy())
+    assert _peak(spectral) != expected_peak and _peak(from_rgb) != expected_peak
+
+    rgb = torch.from_numpy(bgr[:, :, ::-1].copy()).permute(2, 0, 1)  # the project's (3, H, W) RGB input
+    for image in (rgb, rgb.float() / 255):
+        np.testing.assert_array_equal(saliency_map(image), reference)
+        assert saliency_peak(image) == expected_peak
+    labels = _one_hot([0])
+    result = saliencymix(rgb[None], torch.zeros(1, 3, 256, 384), None, None, labels, labels, lam=0.9375)
+    row, col = expected_peak  # an interior peak: the 64 x 96 box is centred on it, not moved
+    assert result.cut_boxes[0].tolist() == [col - 48, row - 32, col + 48, row + 32]
 
 
 def test_saliencymix_box_moves_inside_the_image_at_the_border():
@@ -206,6 +289,11 @@ def test_invalid_inputs_are_rejected():
         MixBatchTransform("mixup")
     with pytest.raises(ScoreNetInputError, match="needs the model"):
         MixBatchTransform("scoremix")
+    dist = torch.full((2, 4, 4), 1 / 16)
+    with pytest.raises(ValueError, match="paste rule 'max'"):
+        scoremix(images, images, dist, dist, labels, labels, paste_rule="max")
+    with pytest.raises(ScoreNetInputError, match="paste rule 'max'"):
+        MixBatchTransform("scoremix", model=nn.Identity(), paste_rule="max")
 
 
 class PeakedScorer(nn.Module):
@@ -256,6 +344,43 @@ def test_batch_transform_labels_match_the_pixels(method):
         assert small.any()
         centre = mixed[small, 0, 24, 40]
         torch.testing.assert_close(centre, images[small, 0, 24, 40])
+
+
+class FixedScorer(nn.Module):
+    """Stand-in scorer: the same (gh, gw) distribution for every image."""
+
+    def __init__(self, distribution: torch.Tensor) -> None:
+        super().__init__()
+        self.distribution = distribution
+
+    def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
+        return self.distribution.expand(images.shape[0], *self.distribution.shape)
+
+
+def test_batch_transform_passes_the_paste_rule_to_scoremix(demo_distribution):
+    batch = 8
+    images = _flat_colour_batch(batch, (48, 48))
+    scorer = FixedScorer(demo_distribution)
+    mixed = {}
+    for rule in ("paper", "official"):
+        transform = MixBatchTransform(
+            "scoremix",
+            model=scorer,
+            generator=torch.Generator().manual_seed(3),
+            paste_rule=rule,
+            num_classes=8,
+        )
+        mixed[rule], labels = transform(images, torch.arange(batch))
+        # the same draws by hand: the permutation, then ScoreMix with that rule
+        g = torch.Generator().manual_seed(3)
+        order = torch.randperm(batch, generator=g)
+        dists, soft = scorer.semantic_distribution(images), torch.eye(batch)
+        expected = scoremix(
+            images[order], images, dists[order], dists, soft[order], soft, generator=g, paste_rule=rule
+        )
+        assert torch.equal(mixed[rule], expected.images) and torch.equal(labels, expected.labels)
+    assert MixBatchTransform("scoremix", model=scorer).paste_rule == "paper"  # the paper's law by default
+    assert not torch.equal(mixed["paper"], mixed["official"])  # the rule reaches the boxes
 
 
 def test_batch_transform_none_and_probability_zero_keep_the_batch():

@@ -6,6 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .topk import ESTIMATORS
+
+# what the perturbed top-K perturbs: "uniform" is N * P (1 for a uniform distribution), "minmax" the
+# distribution rescaled to [0, 1] per image (Cordonnier et al. 2021)
+SCORE_SCALINGS = ("uniform", "minmax")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -33,8 +38,11 @@ class ScoreNetConfig:
     global_mlp_ratio: float = 2.0
     scorer_cls_in_head: int = 4  # x: last x scorer [CLS] states fed to the head
     global_cls_in_head: int = 1  # y: last y global-encoder [CLS] states fed to the head
+    global_cls: str = "learned"  # global encoder: "learned" [CLS] or "gap" (pseudo-[CLS], last y blocks)
     sigma: float = 0.05  # perturbed top-K noise, relative to the uniform score (see topk docs)
     num_samples: int = 500  # perturbed top-K Monte-Carlo samples
+    topk_estimator: str = "loo"  # perturbed top-K gradient estimator (scorenet.topk.ESTIMATORS)
+    score_scaling: str = "uniform"  # scores fed to the perturbed top-K (see SCORE_SCALINGS)
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
     drop_rate: float = 0.0
@@ -54,6 +62,8 @@ class ScoreNetConfig:
             (1 <= self.scorer_cls_in_head <= self.num_cls_tokens, "scorer_cls_in_head must be in [1, m]"),
             (1 <= self.global_cls_in_head <= self.global_depth, "global_cls_in_head must be in [1, depth]"),
             (self.sigma > 0 and self.num_samples >= 1, "sigma must be > 0 and num_samples >= 1"),
+            (self.topk_estimator in ESTIMATORS, f"topk_estimator must be one of {ESTIMATORS}"),
+            (self.score_scaling in SCORE_SCALINGS, f"score_scaling must be one of {SCORE_SCALINGS}"),
             (len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values"),
         ]
         for ok, message in checks:

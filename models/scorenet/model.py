@@ -27,6 +27,20 @@ class ScoreNetOutput:
     boxes: torch.Tensor  # (B, K, 4) float (x0, y0, x1, y1) in input pixels
 
 
+def selection_scores(distribution: torch.Tensor, scaling: str) -> torch.Tensor:
+    """The scores (B, N) that the perturbed top-K perturbs, from the distribution (B, N).
+
+    ``"uniform"``: N * P, so the noise is relative to the uniform probability 1/N and sigma means the
+    same at every image size. ``"minmax"``: P rescaled to [0, 1] per image (Cordonnier et al. 2021),
+    so the noise is relative to the distribution's own spread, however flat it is.
+    """
+    if scaling == "uniform":
+        return distribution * distribution.shape[1]
+    low = distribution.amin(dim=1, keepdim=True)
+    high = distribution.amax(dim=1, keepdim=True)
+    return (distribution - low) / (high - low).clamp_min(1e-12)
+
+
 def _vit(cfg: ScoreNetConfig) -> CpvtGapViT:
     return CpvtGapViT(
         patch_size=cfg.patch_size,
@@ -61,11 +75,14 @@ class ScoreNet(nn.Module):
             drop_rate=config.drop_rate,
             attn_drop_rate=config.attn_drop_rate,
             drop_path_rate=config.drop_path_rate,
+            pseudo_cls_layers=ClsEncoder.pseudo_cls_layers_for(config.global_cls, config.global_cls_in_head),
         )
         self.head = nn.Linear(config.feature_dim, config.num_classes)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
         self.apply(self._init_weights)
+        # the perturbed top-K noise; a training schedule may change it (not part of the weights)
+        self.sigma = config.sigma
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -125,8 +142,8 @@ class ScoreNet(nn.Module):
         k = cfg.top_k
         indices = hard_topk(dist.detach(), k)
         if self.training:
-            # noise relative to the uniform probability 1/N, so sigma means the same at every image size
-            indicators = perturbed_topk(dist * dist.shape[1], k, cfg.sigma, cfg.num_samples)
+            scores = selection_scores(dist, cfg.score_scaling)
+            indicators = perturbed_topk(scores, k, self.sigma, cfg.num_samples, estimator=cfg.topk_estimator)
             regions = soft_regions(fitted, indicators, grid, cfg.region_size)
             if fitted.dtype == torch.uint8:
                 regions = regions / 255  # the soft combination is linear in the pixels

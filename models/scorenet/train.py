@@ -40,6 +40,31 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
 
+OPTIMIZERS = ("sgd", "adamw")
+# Named training recipes: the TrainConfig fields (and model overrides) each one sets. "paper" is the
+# paper's finetuning recipe (App. B.1), meant for weights that start from pre-training; "scratch" is the
+# recipe chosen by measurement for a randomly initialised model (docs/training.md, "Recipes").
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": "sgd",
+        "lr": None,
+        "weight_decay": 0.0,
+        "warmup_epochs": 0.0,
+        "scorer_lr_scale": 1.0,
+        "sigma_schedule": "constant",
+        "epochs": 15,
+    },
+    "scratch": {
+        "optimizer": "adamw",
+        "lr": 5e-4,
+        "weight_decay": 0.05,
+        "warmup_epochs": 1.0,
+        "scorer_lr_scale": 1.0,
+        "sigma_schedule": "constant",
+        "epochs": 15,
+    },
+}
+SIGMA_SCHEDULES = ("constant", "linear")
 LAST, BEST, STATE = "last.safetensors", "best.safetensors", "last_state.pt"
 LOG_CSV, LOG_JSON, CONFIG_JSON = "log.csv", "log.json", "train_config.json"
 
@@ -69,6 +94,21 @@ class TrainConfig:
     resume: bool = False
     mpp: float | None = None  # resolution of the training images, stored in the checkpoints
     overrides: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
+    scorer_lr_scale: float = 1.0  # the scorer's learning rate relative to the rest of the model
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine
+    sigma_schedule: str = "constant"  # perturbed top-K noise: "constant" or "linear" (decayed to 0)
+    recipe: str = "paper"  # the recipe the other fields came from (see RECIPES), recorded in the run
+
+    @classmethod
+    def from_recipe(cls, recipe: str, **fields: Any) -> TrainConfig:
+        """A config from a named recipe (:data:`RECIPES`); ``fields`` override it, and their model
+        ``overrides`` are laid over the recipe's own."""
+        if recipe not in RECIPES:
+            raise ScoreNetInputError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        settings = {k: v for k, v in RECIPES[recipe].items() if k != "overrides"}
+        overrides = {**RECIPES[recipe].get("overrides", {}), **fields.pop("overrides", {})}
+        return cls(**{**settings, **fields, "overrides": overrides, "recipe": recipe})
 
     @property
     def base_lr(self) -> float:
@@ -91,6 +131,10 @@ class TrainConfig:
             (0 < self.fraction <= 1, f"data fraction must lie in (0, 1], got {self.fraction}"),
             (self.mpp is None or self.mpp > 0, f"mpp must be > 0, got {self.mpp}"),
             (0 <= self.val_fraction < 1, f"validation fraction must lie in [0, 1), got {self.val_fraction}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}"),
+            (self.scorer_lr_scale > 0, f"scorer lr scale must be > 0, got {self.scorer_lr_scale}"),
+            (0 <= self.warmup_epochs < self.epochs, "warm-up epochs must lie in [0, epochs)"),
+            (self.sigma_schedule in SIGMA_SCHEDULES, f"sigma schedule must be one of {SIGMA_SCHEDULES}"),
         ]
         for ok, message in problems:
             if not ok:
@@ -154,9 +198,44 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float):
-    """Per-step cosine annealing from the optimizer's lr to ``min_lr`` over ``total_steps``."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=min_lr)
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Learning rate at ``step`` relative to the base: linear warm-up, then cosine down to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def cosine_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule: ``warmup_steps`` of linear warm-up, then cosine annealing to ``min_lr``
+    (scaled like each parameter group's own learning rate) at ``total_steps``."""
+    base = max(group["lr"] for group in optimizer.param_groups)
+    min_ratio = min(1.0, min_lr / base)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, max(1, total_steps), warmup_steps, min_ratio)
+    )
+
+
+def sigma_at(step: int, total_steps: int, sigma: float, schedule: str) -> float:
+    """The perturbed top-K noise at ``step``: constant, or decayed linearly towards 0 (Cordonnier et
+    al. 2021), floored so that it stays positive."""
+    if schedule == "constant":
+        return sigma
+    return sigma * max(1e-3, 1 - step / max(1, total_steps))
+
+
+def make_optimizer(model: ScoreNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; the scorer (and its head weights) at ``scorer_lr_scale`` x the lr."""
+    scorer = [p for n, p in model.named_parameters() if n.startswith(("scorer.", "head_weights"))]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(("scorer.", "head_weights"))]
+    groups = [{"params": rest}, {"params": scorer, "lr": config.base_lr * config.scorer_lr_scale}]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.base_lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -227,7 +306,8 @@ def _loaders(
 
 # options a resumed run must share with the saved one: they fix the schedule, the batches and the model
 RESUME_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "momentum", "weight_decay", "mix", "mix_prob",
-               "fraction", "val_fraction", "seed", "overrides")  # fmt: skip
+               "fraction", "val_fraction", "seed", "overrides", "optimizer", "scorer_lr_scale",
+               "warmup_epochs", "sigma_schedule")  # fmt: skip
 
 
 def _run_options(config: TrainConfig) -> str:
@@ -265,6 +345,8 @@ class _Run:
     mix_generator: torch.Generator
     device: torch.device
     autocast_dtype: torch.dtype | None
+    total_steps: int = 1
+    sigma_schedule: str = "constant"
 
     def state(self, class_names: list[str], epoch: int, best: list[float]) -> dict[str, Any]:
         return {
@@ -287,7 +369,9 @@ class _Run:
         _set_rng_state(state["rng"], self.mix_generator, self.device)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-        """One SGD step on a batch; returns (loss, lr used)."""
+        """One optimiser step on a batch; returns (loss, lr used)."""
+        step = self.scheduler.last_epoch  # steps taken so far, restored on resume
+        self.model.sigma = sigma_at(step, self.total_steps, self.model.config.sigma, self.sigma_schedule)
         images, targets = self.mixer(images.to(self.device, non_blocking=True), labels.to(self.device))
         with torch.autocast(
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
@@ -321,7 +405,11 @@ def train(
     device = _device(config)
     world = _init_distributed(device)
     splits = load_splits(
-        config.data, split_csv=config.split_csv, val_fraction=config.val_fraction, seed=config.seed
+        config.data,
+        split_csv=config.split_csv,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        min_classes=2,  # a classifier needs two classes to tell apart
     )
     class_names = splits.class_names
     run, train_loader, val_loader = _start(config, splits, world, device)
@@ -392,11 +480,12 @@ def _start(
     torch.manual_seed(config.seed)
     num_classes = len(splits.class_names)
     model = build_model(config.model, num_classes, **config.overrides).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config)
     train_loader, val_loader = _loaders(config, splits, model, world)
-    scheduler = cosine_scheduler(optimizer, config.epochs * len(train_loader), config.min_lr)
+    steps = len(train_loader)
+    scheduler = cosine_scheduler(
+        optimizer, config.epochs * steps, config.min_lr, warmup_steps=round(config.warmup_epochs * steps)
+    )
     mix_generator = torch.Generator().manual_seed(config.seed)
     mixer = MixBatchTransform(
         config.mix, model=model, prob=config.mix_prob, generator=mix_generator, num_classes=num_classes
@@ -412,6 +501,8 @@ def _start(
         mix_generator=mix_generator,
         device=device,
         autocast_dtype=autocast_dtype,
+        total_steps=config.epochs * steps,
+        sigma_schedule=config.sigma_schedule,
     )
     return run, train_loader, val_loader
 

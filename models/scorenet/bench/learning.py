@@ -7,7 +7,10 @@ the held-out test split with the best checkpoint:
 - ``topk_in_planted``: fraction of the K selected regions that are planted carcinoma, over the test
   images that have some;
 - ``auc``: per test image with planted carcinoma, the ROC AUC of the semantic distribution against the
-  regions' planted labels (sklearn ``roc_auc_score``), averaged over images.
+  regions' planted labels (sklearn ``roc_auc_score``), averaged over images;
+- how concentrated the test distributions are (``scorenet.concentration``): the median over test images
+  of the highest cell over the lowest, and the means of the share of mass in the K selected cells and
+  of the effective number of regions exp(entropy).
 
 A region counts as planted carcinoma when at least ``REGION_PLANTED_FRACTION`` of its pixels are
 planted (the paper's CAMELYON16 figures, 74.6 % and 73.6 %, use tumour annotations the same way).
@@ -28,11 +31,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..concentration import concentration
 from ..paths import cache_dir
 from . import planted
 
 MIXES = ("none", "cutmix", "saliencymix", "scoremix")
 REGION_PLANTED_FRACTION = 0.25
+RUN_METRICS = ("weighted_f1", "topk_in_planted", "auc", "max_over_min", "topk_mass", "effective_regions")
 PAPER = {"topk_in_planted": 0.746, "auc": 0.736, "dataset": "CAMELYON16"}
 
 
@@ -50,8 +55,12 @@ class LearningOptions:
     task_seed: int = 0
     device: str = "cpu"
     resume: bool = False  # reuse runs finished earlier with the same settings
+    task: str = "kind"  # planted task (planted.TASK_CLASSES)
     # a 6 x 8 grid at 768 x 1024: K = 8 of 48 regions (K = 20 would select 42 % of the image)
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"top_k": 8, "num_samples": 100})
+    # TrainConfig fields on top of the recipe: the recipe's own choices unless set here
+    recipe: str = "scratch"
+    train_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def options_from_args(args: argparse.Namespace) -> LearningOptions:
@@ -127,12 +136,13 @@ def evaluate_run(checkpoint: Path, task_dir: Path, device: str = "cpu") -> dict[
     model, info = load_checkpoint(checkpoint, map_location=device)
     model.eval()
     meta = json.loads((task_dir / "planted.json").read_text())
-    labels, predicted, in_planted, aucs = [], [], [], []
+    labels, predicted, in_planted, aucs, spread = [], [], [], [], []
     for record in meta["images"]["test"]:
         with Image.open(task_dir / record["image"]) as im:
             image = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None].to(device)
         with torch.inference_mode():
             out = model(image)
+        spread.append(concentration(out.distribution[0].cpu().numpy(), model.config.top_k))
         # class folders are sorted by name in ImageFolder order; map the checkpoint's names back
         name = info.class_names[int(out.logits.argmax(1))]
         labels.append(record["label"])
@@ -151,6 +161,9 @@ def evaluate_run(checkpoint: Path, task_dir: Path, device: str = "cpu") -> dict[
         "accuracy": float(np.mean(np.array(labels) == np.array(predicted))),
         "topk_in_planted": float(np.mean(in_planted)) if in_planted else None,
         "auc": float(np.mean(aucs)) if aucs else None,
+        "max_over_min": float(np.median([c["max_over_min"] for c in spread])),
+        "topk_mass": float(np.mean([c["topk_mass"] for c in spread])),
+        "effective_regions": float(np.mean([c["effective_regions"] for c in spread])),
         "test_images": len(labels),
     }
 
@@ -161,7 +174,8 @@ def train_run(
     """Train one configuration with ``scorenet.train``; returns the best checkpoint."""
     from ..train import TrainConfig, train
 
-    config = TrainConfig(
+    config = TrainConfig.from_recipe(
+        options.recipe,
         data=task_dir,
         out=run_dir,
         model="scorenet_4_1",
@@ -172,6 +186,7 @@ def train_run(
         seed=seed,
         device=options.device,
         overrides=dict(options.model_overrides),
+        **options.train_overrides,
     )
     return Path(train(config).best_checkpoint)
 
@@ -183,7 +198,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (mix, fraction), group in itertools.groupby(keyed, key=lambda r: (r["mix"], r["fraction"])):
         group = list(group)
         row: dict[str, Any] = {"mix": mix, "fraction": fraction, "runs": len(group)}
-        for metric in ("weighted_f1", "topk_in_planted", "auc"):
+        for metric in RUN_METRICS:
             values = [r[metric] for r in group if r[metric] is not None]
             row[metric] = float(np.mean(values)) if values else None
             row[f"{metric}_std"] = float(np.std(values)) if values else None
@@ -209,7 +224,10 @@ def _run_settings(options: LearningOptions) -> dict[str, Any]:
         "batch_size": options.batch_size,
         "counts": dict(options.counts),
         "task_seed": options.task_seed,
+        "task": options.task,
         "model_overrides": dict(options.model_overrides),
+        "recipe": options.recipe,
+        "train_overrides": dict(options.train_overrides),
     }
 
 
@@ -232,9 +250,10 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
     from ..io import atomic_path
 
     counts = "-".join(f"{split}{n}" for split, n in options.counts.items())
-    task_dir = options.work_dir / f"planted-{counts}-seed{options.task_seed}"
+    task_config = planted.PlantedConfig(task=options.task)
+    task_dir = options.work_dir / f"planted-{options.task}-{counts}-seed{options.task_seed}"
     if not (task_dir / "planted.json").is_file():
-        planted.write_image_folder(task_dir, options.counts, seed=options.task_seed)
+        planted.write_image_folder(task_dir, options.counts, seed=options.task_seed, config=task_config)
     settings = _run_settings(options)
     runs = []
     for mix, fraction, seed in itertools.product(options.mixes, options.fractions, options.seeds):
@@ -269,7 +288,8 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
         "suite": "learning",
         "task": {
             "generator": "scorenet.bench.planted",
-            "class_names": list(planted.CLASS_NAMES),
+            "name": options.task,
+            "class_names": list(task_config.class_names),
             "image_size": [planted.PlantedConfig().height, planted.PlantedConfig().width],
             "region_planted_fraction": REGION_PLANTED_FRACTION,
         },

@@ -2,17 +2,28 @@
 
 Backgrounds are crops of real stroma (``tiles/hgsc_stromal_he.jpg``) and, when ``scorenet.slide`` is
 available, tissue regions of the shared slides. Patches are crops of real carcinoma: tumour-dense
-windows of ``tiles/hgsc_nest.jpg`` (chosen with its nucleus-type mask) and of ``tiles/target_image.png``.
-Patches are pasted unchanged (no blending, no resampling), never overlap and keep a gap between them,
-so the planted mask is exactly the union of the paste boxes and the class follows from the mask:
+windows of ``tiles/hgsc_nest.jpg`` (chosen with its nucleus-type mask) and tissue windows of
+``tiles/target_image.png``. Patches are pasted unchanged (no blending, no resampling), never overlap and
+keep a gap between them, so the planted mask is exactly the union of the paste boxes.
 
-- ``0 stroma``: nothing planted;
-- ``1 few_small``: 1 or 2 patches with sides in ``small_side``;
-- ``2 many_or_large``: 4 to 6 patches with sides in ``medium_side``, or 2 with sides in ``large_side``.
+Two tasks (``PlantedConfig.task``):
 
-The planted area of class 2 is always larger than the largest possible area of class 1, so the task is
-well posed from the mask alone. Images are 768 x 1024 (BACH's 3:4 aspect, half its side), a 6 x 8
-region grid at ScoreNet's 128-pixel regions.
+- ``"kind"`` (default), classes by *which* carcinoma is planted, as in subtyping (BRACS) or tumour
+  detection (CAMELYON16): ``0 stroma`` (nothing planted), ``1 serous_carcinoma`` (patches of
+  ``hgsc_nest.jpg``), ``2 other_carcinoma`` (patches of ``target_image.png``). Both carcinoma classes
+  draw 1 to 4 patches with sides in ``kind_side`` from the same distribution, so the amount of carcinoma
+  says nothing about the class: the evidence is in the carcinoma pixels, and every region of carcinoma
+  selected can only help. Sides of at least one region (128 px) guarantee that every patch covers at
+  least a quarter of some region, the share that makes a region count as planted in the benchmark.
+- ``"amount"``, classes by *how much* of the same carcinoma mix is planted: ``0 stroma``,
+  ``1 few_small`` (1 or 2 patches with sides in ``small_side``), ``2 many_or_large`` (4 to 6 with sides
+  in ``medium_side``, or 2 in ``large_side``). Kept to reproduce earlier figures; it teaches a
+  region-selecting model to look *away* from the carcinoma (docs/benchmarks.md, "Why the scorer looked
+  away"): for ``few_small`` images, selecting less carcinoma makes them look less like
+  ``many_or_large``, so two classes out of three reward avoiding it.
+
+Images are 768 x 1024 (BACH's 3:4 aspect, half its side), a 6 x 8 region grid at ScoreNet's 128-pixel
+regions.
 """
 
 from __future__ import annotations
@@ -29,7 +40,13 @@ from ..errors import ScoreNetInputError
 from ..io import atomic_path, atomic_write
 from ..paths import data_dir
 
-CLASS_NAMES = ("stroma", "few_small", "many_or_large")
+TASK_CLASSES = {
+    "kind": ("stroma", "serous_carcinoma", "other_carcinoma"),
+    "amount": ("stroma", "few_small", "many_or_large"),
+}
+CLASS_NAMES = TASK_CLASSES["kind"]
+# the carcinoma source of each class of the "kind" task
+KIND_SOURCES = {1: "hgsc_nest.jpg", 2: "target_image.png"}
 SPLITS = ("train", "val", "test")
 
 
@@ -37,21 +54,37 @@ SPLITS = ("train", "val", "test")
 class PlantedConfig:
     """Sizes of the task; sides are inclusive (min, max) pixel ranges of square patches."""
 
+    task: str = "kind"
     height: int = 768
     width: int = 1024
+    kind_side: tuple[int, int] = (128, 256)
+    kind_count: tuple[int, int] = (1, 4)
     small_side: tuple[int, int] = (96, 160)
     medium_side: tuple[int, int] = (128, 192)
     large_side: tuple[int, int] = (224, 288)
     gap: int = 16  # minimum distance between patches, so each patch is its own connected component
     use_slides: bool = True  # also take backgrounds from the shared slides when scorenet.slide exists
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The task's class names, index = label."""
+        return TASK_CLASSES[self.task]
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_CLASSES:
+            raise ValueError(f"unknown planted task {self.task!r}; choose one of {', '.join(TASK_CLASSES)}")
+
     def max_area(self, label: int) -> int:
         """Largest planted area a sample of ``label`` can have."""
+        if self.task == "kind":
+            return 0 if label == 0 else self.kind_count[1] * self.kind_side[1] ** 2
         many, large = 6 * self.medium_side[1] ** 2, 2 * self.large_side[1] ** 2
         return [0, 2 * self.small_side[1] ** 2, max(many, large)][label]
 
     def min_area(self, label: int) -> int:
         """Smallest planted area a sample of ``label`` can have."""
+        if self.task == "kind":
+            return 0 if label == 0 else self.kind_count[0] * self.kind_side[0] ** 2
         many, large = 4 * self.medium_side[0] ** 2, 2 * self.large_side[0] ** 2
         return [0, self.small_side[0] ** 2, min(many, large)][label]
 
@@ -182,7 +215,9 @@ def load_sources(root: str | None = None, config: PlantedConfig = PlantedConfig(
 def _patch_sides(rng: np.random.Generator, label: int, config: PlantedConfig) -> list[int]:
     if label == 0:
         return []
-    if label == 1:
+    if config.task == "kind":
+        (low, high), count = config.kind_side, rng.integers(config.kind_count[0], config.kind_count[1] + 1)
+    elif label == 1:
         (low, high), count = config.small_side, rng.integers(1, 3)
     elif rng.random() < 0.5:
         (low, high), count = config.medium_side, rng.integers(4, 7)
@@ -238,6 +273,8 @@ def make_sample(
     carcinoma_names = sorted(sources.carcinoma)
     for box in _place(rng, _patch_sides(rng, label, config), config):
         name = carcinoma_names[int(rng.integers(len(carcinoma_names)))]
+        if config.task == "kind":
+            name = KIND_SOURCES[label]
         corners = np.argwhere(sources.carcinoma_ok[name])
         cy, cx = (int(v) for v in corners[int(rng.integers(len(corners)))])
         side = box[2] - box[0]
@@ -284,7 +321,7 @@ def write_image_folder(
         records[split] = []
         for i, sample in enumerate(generate(n, seed * 1000 + index, config, root)):
             name = f"{split}_{i:05d}.png"
-            image_path = out / split / CLASS_NAMES[sample.label] / name
+            image_path = out / split / config.class_names[sample.label] / name
             _write_png(image_path, sample.image)
             _write_png(out / "masks" / split / name, sample.mask.astype(np.uint8) * 255)
             records[split].append(
@@ -296,7 +333,8 @@ def write_image_folder(
                     "patches": [asdict(p) for p in sample.patches],
                 }
             )
-    meta = {"class_names": list(CLASS_NAMES), "seed": seed, "config": asdict(config), "images": records}
+    meta = {"class_names": list(config.class_names), "seed": seed, "config": asdict(config)}
+    meta["images"] = records
     atomic_write(out / "planted.json", json.dumps(meta, indent=1))
     return out
 

@@ -1,4 +1,8 @@
-"""SaliencyMix (Uddin et al. 2021): a box centred on the source's spectral-residual saliency peak."""
+"""SaliencyMix (Uddin et al. 2021): a box centred on the peak of the source's fine-grained saliency.
+
+The saliency detector is the one of the original SaliencyMix code, OpenCV's static fine-grained
+saliency (Montabone and Soto 2010, ``cv2.saliency.StaticSaliencyFineGrained_create``).
+"""
 
 from __future__ import annotations
 
@@ -18,17 +22,35 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(image.detach().cpu().permute(1, 2, 0).numpy())
 
 
+def to_detector_input(image: torch.Tensor) -> np.ndarray:
+    """One (3, H, W) RGB or (1, H, W) grey image -> the 8-bit array OpenCV's detector expects.
+
+    Colour becomes (H, W, 3) BGR, the layout ``cv2.imread`` gives: the detector turns three channels
+    into grey with ``COLOR_BGR2GRAY``, so RGB input would swap the red and blue weights.
+    """
+    pixels = to_uint8_hwc(image)
+    if pixels.shape[2] == 3:
+        return np.ascontiguousarray(pixels[:, :, ::-1])
+    if pixels.shape[2] == 1:
+        return np.ascontiguousarray(pixels[:, :, 0])
+    raise ValueError(f"saliency needs a 3-channel RGB or 1-channel image, got {pixels.shape[2]} channels")
+
+
 def saliency_map(image: torch.Tensor) -> np.ndarray:
-    """Static spectral-residual saliency (Hou and Zhang 2007, OpenCV contrib) of one (C, H, W) image."""
-    detector = cv2.saliency.StaticSaliencySpectralResidual_create()
-    ok, saliency = detector.computeSaliency(to_uint8_hwc(image))
+    """Static fine-grained saliency of one (C, H, W) image: (H, W) float32 in [0, 1].
+
+    The detector works on the 8-bit grey image only (centre-surround intensity differences at six
+    scales), so colour matters only through the grey conversion.
+    """
+    detector = cv2.saliency.StaticSaliencyFineGrained_create()
+    ok, saliency = detector.computeSaliency(to_detector_input(image))
     if not ok:
         raise RuntimeError("OpenCV could not compute the saliency map")
     return saliency
 
 
 def saliency_peak(image: torch.Tensor) -> tuple[int, int]:
-    """(row, col) of the most salient pixel of one (C, H, W) image."""
+    """(row, col) of the most salient pixel of one (C, H, W) image (the first one in raster order)."""
     saliency = saliency_map(image)
     row, col = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     return int(row), int(col)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from .boxes import (
@@ -15,6 +17,8 @@ from .boxes import (
 )
 from .paste import MixResult, check_pair, paste
 
+PASTE_RULES = ("paper", "official")  # where ScoreMix pastes: the paper's law or the published code's
+
 
 def _check_distribution(name: str, distribution: torch.Tensor | None, images: torch.Tensor) -> None:
     if distribution is None or distribution.ndim != 3 or distribution.shape[0] != images.shape[0]:
@@ -24,24 +28,63 @@ def _check_distribution(name: str, distribution: torch.Tensor | None, images: to
         raise ValueError(f"{name} grid {tuple(distribution.shape[1:])} is finer than the image's pixels")
 
 
+def check_paste_rule(paste_rule: str) -> None:
+    """Raise ``ValueError`` for a paste rule other than those in ``PASTE_RULES``."""
+    if paste_rule not in PASTE_RULES:
+        choices = ", ".join(PASTE_RULES)
+        raise ValueError(f"unknown ScoreMix paste rule {paste_rule!r}; choose one of {choices}")
+
+
+def box_kernel(image_hw: tuple[int, int], grid: tuple[int, int], box_hw: tuple[int, int]) -> tuple[int, int]:
+    """Whole patches (kh, kw) of ``grid`` that a box of ``box_hw`` pixels on this image spans."""
+    patch = (image_hw[0] / grid[0], image_hw[1] / grid[1])
+    return kernel_patches(box_hw[0], patch[0], grid[0]), kernel_patches(box_hw[1], patch[1], grid[1])
+
+
+def site_weights(
+    distribution: torch.Tensor, kernel: tuple[int, int], *, cut: bool, paste_rule: str = "paper"
+) -> torch.Tensor:
+    """Unnormalised weight of each window (top-left patch) of ``kernel`` patches on one (gh, gw) ``P_patch``.
+
+    Cut: ``P_bbox``. Paste: ``1 - P_bbox`` (``"paper"``, Sec. 3.2) or ``max P_bbox - P_bbox``
+    (``"official"``, the published code). Returns (gh - kh + 1, gw - kw + 1) float64.
+    """
+    check_paste_rule(paste_rule)
+    mass = box_mass(distribution.detach().cpu().unsqueeze(0).to(torch.float64), kernel)[0]
+    if cut:
+        return mass
+    return mass.max() - mass if paste_rule == "official" else 1.0 - mass
+
+
+def site_probabilities(
+    distribution: torch.Tensor, kernel: tuple[int, int], *, cut: bool, paste_rule: str = "paper"
+) -> torch.Tensor:
+    """:func:`site_weights` normalised to sum to 1; the uniform law when they are all zero (as drawn)."""
+    weights = site_weights(distribution, kernel, cut=cut, paste_rule=paste_rule).clamp_min(0)
+    total = weights.sum()
+    if not torch.isfinite(total) or total <= 0:
+        return torch.full_like(weights, 1.0 / weights.numel())
+    return weights / total
+
+
 def _sample_box(
     distribution: torch.Tensor,
     image_hw: tuple[int, int],
     box_hw: tuple[int, int],
     *,
-    avoid: bool,
+    cut: bool,
+    paste_rule: str,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """A box of ``box_hw`` pixels on one image, placed by a window drawn from ``P_bbox`` or ``1 - P_bbox``.
+    """A box of ``box_hw`` pixels on one image, placed by a window drawn with :func:`site_probabilities`.
 
     The window is the whole patches the box spans; the box is centred on it (they coincide when the
     box is a whole number of this image's patches), so a box of at least one patch covers its window.
     """
-    grid = distribution.shape
+    grid = tuple(distribution.shape)
     patch = (image_hw[0] / grid[0], image_hw[1] / grid[1])
-    kernel = (kernel_patches(box_hw[0], patch[0], grid[0]), kernel_patches(box_hw[1], patch[1], grid[1]))
-    mass = box_mass(distribution.unsqueeze(0).to(torch.float64), kernel)[0]
-    row, col = sample_cell(1.0 - mass if avoid else mass, generator)
+    kernel = box_kernel(image_hw, grid, box_hw)
+    row, col = sample_cell(site_weights(distribution, kernel, cut=cut, paste_rule=paste_rule), generator)
     y0 = place((row + kernel[0] / 2) * patch[0] - box_hw[0] / 2, box_hw[0], image_hw[0])
     x0 = place((col + kernel[1] / 2) * patch[1] - box_hw[1] / 2, box_hw[1], image_hw[1])
     return box_tensor(y0, x0, *box_hw)
@@ -57,6 +100,7 @@ def scoremix(
     *,
     lam: float | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    paste_rule: str = "paper",
 ) -> MixResult:
     """Paste a semantically rich source box onto a semantically poor part of the target.
 
@@ -67,12 +111,15 @@ def scoremix(
         source_labels, target_labels: (B, C) one-hot or soft labels.
         lam: fraction of the target to keep (float or (B,)); ``1 - lam ~ U(0, 1)`` when None.
         generator: makes the box sizes and locations reproducible.
+        paste_rule: ``"paper"`` draws the paste window from ``(1 - P_bbox) / Z`` (Sec. 3.2);
+            ``"official"`` from ``(max P_bbox - P_bbox) / Z``, as the published code does.
 
     The box is sized in the target's patches (see ``box_pixel_size``) and has the same pixel size in
     both images. Its top-left patch is drawn from ``P_bbox / Z`` on the source (box scores with a kernel
-    of the box size in source patches) and from ``(1 - P_bbox) / Z`` on the target, uniformly when all
-    of those are zero.
+    of the box size in source patches) and from the paste rule's law on the target, uniformly when all
+    of those weights are zero.
     """
+    check_paste_rule(paste_rule)
     check_pair(source, target, source_labels, target_labels)
     _check_distribution("source_distribution", source_distribution, source)
     _check_distribution("target_distribution", target_distribution, target)
@@ -81,8 +128,9 @@ def scoremix(
     sizes = box_pixel_size(ratio, target_hw, tuple(target_distribution.shape[1:]), source_hw)
     source_distribution = source_distribution.detach().cpu()
     target_distribution = target_distribution.detach().cpu()
+    draw = partial(_sample_box, paste_rule=paste_rule, generator=generator)
     cut, pasted = [], []
     for b, (h, w) in enumerate(sizes.tolist()):
-        cut.append(_sample_box(source_distribution[b], source_hw, (h, w), avoid=False, generator=generator))
-        pasted.append(_sample_box(target_distribution[b], target_hw, (h, w), avoid=True, generator=generator))
+        cut.append(draw(source_distribution[b], source_hw, (h, w), cut=True))
+        pasted.append(draw(target_distribution[b], target_hw, (h, w), cut=False))
     return paste(source, target, torch.stack(cut), torch.stack(pasted), source_labels, target_labels)

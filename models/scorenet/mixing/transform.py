@@ -12,7 +12,7 @@ from ..errors import ScoreNetInputError
 from .cutmix import cutmix
 from .paste import MixResult
 from .saliency import saliencymix
-from .scoremix import scoremix
+from .scoremix import PASTE_RULES, scoremix
 
 MIX_METHODS: dict[str, Callable[..., MixResult] | None] = {
     "none": None,
@@ -33,6 +33,8 @@ class MixBatchTransform:
         generator: makes permutations, boxes and the ``prob`` draw reproducible.
         num_classes: width of the one-hot labels made from (B,) class indices; defaults to
             ``model.config.num_classes`` when the model has one.
+        paste_rule: ScoreMix's paste law, ``"paper"`` (``(1 - P_bbox) / Z``) or ``"official"``
+            (``(max P_bbox - P_bbox) / Z``, the published code); see :func:`scoremix`.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class MixBatchTransform:
         prob: float = 1.0,
         generator: torch.Generator | None = None,
         num_classes: int | None = None,
+        paste_rule: str = "paper",
     ) -> None:
         if method not in MIX_METHODS:
             choices = ", ".join(MIX_METHODS)
@@ -50,10 +53,14 @@ class MixBatchTransform:
             raise ScoreNetInputError("ScoreMix needs the model whose semantic distribution guides the boxes")
         if not 0.0 <= prob <= 1.0:
             raise ScoreNetInputError(f"mixing probability must lie in [0, 1], got {prob}")
+        if paste_rule not in PASTE_RULES:
+            choices = ", ".join(PASTE_RULES)
+            raise ScoreNetInputError(f"unknown ScoreMix paste rule {paste_rule!r}; choose one of {choices}")
         self.method = method
         self.model = model
         self.prob = prob
         self.generator = generator
+        self.paste_rule = paste_rule
         config = getattr(model, "config", None)
         self.num_classes = num_classes if num_classes is not None else getattr(config, "num_classes", None)
 
@@ -81,6 +88,8 @@ class MixBatchTransform:
             with torch.no_grad():
                 distribution = self.model.semantic_distribution(images)
         source_distribution = None if distribution is None else distribution[order.to(distribution.device)]
+        # only ScoreMix places its paste box by a law; the other methods take no paste rule
+        options = {"paste_rule": self.paste_rule} if self.method == "scoremix" else {}
         result = mix(
             images[order.to(images.device)],
             images,
@@ -89,8 +98,10 @@ class MixBatchTransform:
             soft[order.to(soft.device)],
             soft,
             generator=self.generator,
+            **options,
         )
         return result.images, result.labels
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(method={self.method!r}, prob={self.prob})"
+        rule = f", paste_rule={self.paste_rule!r}" if self.method == "scoremix" else ""
+        return f"{type(self).__name__}(method={self.method!r}, prob={self.prob}{rule})"
