@@ -25,27 +25,24 @@ from scorenet.paths import cache_dir
 
 _ADAMW = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1.0}
 # name -> (task, recipe, TrainConfig overrides, model overrides on top of K = 8)
+_EXPLORE = {"score_scaling": "minmax", "sigma": 0.5}
+_DECAY = {"sigma_schedule": "linear"}
 VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "paper-uniform": ("kind", "paper", {}, {}),
     "adamw-uniform": ("kind", "paper", _ADAMW, {}),
     "adamw-minmax": ("kind", "paper", _ADAMW, {"score_scaling": "minmax"}),
-    "adamw-minmax-decay": (
+    "adamw-minmax-decay": ("kind", "paper", {**_ADAMW, **_DECAY}, {"score_scaling": "minmax"}),
+    "adamw-minmax-explore": ("kind", "paper", {**_ADAMW, **_DECAY}, _EXPLORE),
+    "adamw-minmax-explore-s500": ("kind", "paper", {**_ADAMW, **_DECAY}, {**_EXPLORE, "num_samples": 500}),
+    "adamw-minmax-explore-s1000": ("kind", "paper", {**_ADAMW, **_DECAY}, {**_EXPLORE, "num_samples": 1000}),
+    "adamw-minmax-explore-scorer-x3": (
         "kind",
         "paper",
-        {**_ADAMW, "sigma_schedule": "linear"},
-        {"score_scaling": "minmax"},
+        {**_ADAMW, **_DECAY, "scorer_lr_scale": 3.0},
+        _EXPLORE,
     ),
-    "adamw-minmax-s500": ("kind", "paper", _ADAMW, {"score_scaling": "minmax", "num_samples": 500}),
-    "adamw-minmax-s1000": ("kind", "paper", _ADAMW, {"score_scaling": "minmax", "num_samples": 1000}),
-    "adamw-minmax-scorer-x3": (
-        "kind",
-        "paper",
-        {**_ADAMW, "scorer_lr_scale": 3.0},
-        {"score_scaling": "minmax"},
-    ),
-    "paper-minmax": ("kind", "paper", {}, {"score_scaling": "minmax"}),
-    "adamw-minmax-plain": ("kind", "paper", _ADAMW, {"score_scaling": "minmax", "topk_estimator": "plain"}),
-    "amount-adamw-minmax": ("amount", "paper", _ADAMW, {"score_scaling": "minmax"}),
+    "paper-minmax-explore": ("kind", "paper", _DECAY, _EXPLORE),
+    "amount-adamw-minmax-explore": ("amount", "paper", {**_ADAMW, **_DECAY}, _EXPLORE),
 }
 
 

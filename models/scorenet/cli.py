@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import ScoreNetInputError
+from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 MIXES = ("none", "cutmix", "saliencymix", "scoremix")  # scorenet.mixing.MIX_METHODS, without importing torch
@@ -46,7 +47,9 @@ def _percent(text: str) -> float:
 
 
 _TRAIN_HELP = (
-    "Finetune ScoreNet (SGD momentum 0.9, cosine schedule). Writes OUT/last.safetensors, "
+    "Train ScoreNet with a named recipe: 'scratch' (default; AdamW, warm-up, cosine; for a randomly "
+    "initialised model) or 'paper' (the paper's finetuning: SGD momentum 0.9, lr 1e-2 * batch / 256, "
+    "cosine). Options left unset come from the recipe. Writes OUT/last.safetensors, "
     "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
 )
 
@@ -56,11 +59,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="ROOT/<class>/*, ROOT/{train,val[,test]}/<class>/* or a CSV")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--model", default="scorenet_4_1", choices=["scorenet_4_1", "scorenet_4_3"])
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--recipe", default="scratch", choices=list(RECIPES), help="default: scratch")
+    p.add_argument("--epochs", type=int, default=None, help="recipe default: 15")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=None, help="default 1e-2 * batch size / 256")
+    p.add_argument("--lr", type=float, default=None, help="scratch: 5e-4; paper: 1e-2 * batch size / 256")
     p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=None, help="scratch: 0.05; paper: 0")
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help="scratch: adamw; paper: sgd")
+    p.add_argument("--scorer-lr-scale", type=float, default=None, help="scorer lr relative to the rest")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up (scratch: 1)")
+    p.add_argument("--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help="top-K noise")
     p.add_argument("--mix", default="none", choices=MIXES)
     p.add_argument("--mix-prob", type=float, default=1.0, help="chance that a batch is mixed")
     p.add_argument("--fraction", type=_percent, default=1.0, metavar="PCT", help="percent of training data")
@@ -124,12 +132,15 @@ class _EpochBars:
 def _run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    config = TrainConfig(
-        data=args.data, out=args.out, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, mix=args.mix, mix_prob=args.mix_prob,
+    recipe_fields = ("epochs", "lr", "weight_decay", "optimizer", "scorer_lr_scale", "warmup_epochs",
+                     "sigma_schedule")  # fmt: skip
+    chosen = {name: getattr(args, name) for name in recipe_fields if getattr(args, name) is not None}
+    config = TrainConfig.from_recipe(
+        args.recipe, data=args.data, out=args.out, model=args.model, batch_size=args.batch_size,
+        min_lr=args.min_lr, mix=args.mix, mix_prob=args.mix_prob,
         fraction=args.fraction, val_fraction=args.val_fraction, split_csv=args.split_csv, seed=args.seed,
         device=args.device, amp=not args.no_amp, num_workers=args.workers, resume=args.resume, mpp=args.mpp,
-        overrides=dict(args.overrides),
+        overrides=dict(args.overrides), **chosen,
     )  # fmt: skip
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     with _EpochBars(enabled=is_main) as bars:

@@ -34,37 +34,13 @@ from .io import atomic_path, atomic_write
 from .mixing import MixBatchTransform
 from .mixing.transform import MIX_METHODS
 from .model import ScoreNet, build_model
+from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
 
-OPTIMIZERS = ("sgd", "adamw")
-# Named training recipes: the TrainConfig fields (and model overrides) each one sets. "paper" is the
-# paper's finetuning recipe (App. B.1), meant for weights that start from pre-training; "scratch" is the
-# recipe chosen by measurement for a randomly initialised model (docs/training.md, "Recipes").
-RECIPES: dict[str, dict[str, Any]] = {
-    "paper": {
-        "optimizer": "sgd",
-        "lr": None,
-        "weight_decay": 0.0,
-        "warmup_epochs": 0.0,
-        "scorer_lr_scale": 1.0,
-        "sigma_schedule": "constant",
-        "epochs": 15,
-    },
-    "scratch": {
-        "optimizer": "adamw",
-        "lr": 5e-4,
-        "weight_decay": 0.05,
-        "warmup_epochs": 1.0,
-        "scorer_lr_scale": 1.0,
-        "sigma_schedule": "constant",
-        "epochs": 15,
-    },
-}
-SIGMA_SCHEDULES = ("constant", "linear")
 LAST, BEST, STATE = "last.safetensors", "best.safetensors", "last_state.pt"
 LOG_CSV, LOG_JSON, CONFIG_JSON = "log.csv", "log.json", "train_config.json"
 

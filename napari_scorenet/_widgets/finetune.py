@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 from scorenet.config import MODEL_CONFIGS
+from scorenet.recipes import RECIPES
 from scorenet.train import TrainConfig, train
 
 from ._folders import PathPicker, readable_folder
@@ -44,10 +45,14 @@ class FinetuneWidget(QWidget):
         self.model = QComboBox()
         self.model.addItems(sorted(MODEL_CONFIGS))
         self.model.setCurrentText("scorenet_4_1")
+        self.recipe = QComboBox()
+        self.recipe.addItems(list(RECIPES))
+        self.recipe.setCurrentText("scratch")
+        self.recipe.setToolTip("scratch: for a randomly initialised model; paper: the paper's SGD finetuning")
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=15)
         self.batch_size = QSpinBox(minimum=1, maximum=1024, value=8)
         self.lr = QDoubleSpinBox(minimum=0.0, maximum=1.0, decimals=5, singleStep=1e-4)
-        self.lr.setSpecialValueText("auto (1e-2 × batch / 256)")
+        self.lr.setSpecialValueText("recipe default")
         self.mix = QComboBox()
         self.mix.addItems(MIXES)
         self.mix.setCurrentText("scoremix")
@@ -64,7 +69,8 @@ class FinetuneWidget(QWidget):
 
         form = QFormLayout()
         for name, w in (("Data folder", self.data), ("Output folder", self.out), ("Model", self.model),
-                        ("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                        ("Recipe", self.recipe), ("Epochs", self.epochs), ("Batch size", self.batch_size),
+                        ("Learning rate", self.lr),
                         ("Mixing", self.mix), ("Data fraction", self.fraction), ("Device", self.device)):
             form.addRow(name, w)
         buttons = QHBoxLayout()
@@ -79,11 +85,13 @@ class FinetuneWidget(QWidget):
 
     def config(self) -> TrainConfig:
         """The run described by the form; raises ScoreNetInputError for bad folders or options."""
-        config = TrainConfig(
+        chosen = {"lr": self.lr.value()} if self.lr.value() else {}
+        config = TrainConfig.from_recipe(
+            self.recipe.currentText(),
             data=readable_folder(self.data.text(), "data"), out=Path(self.out.text()).expanduser(),
             model=self.model.currentText(), epochs=self.epochs.value(), batch_size=self.batch_size.value(),
-            lr=self.lr.value() or None, mix=self.mix.currentText(), fraction=self.fraction.value(),
-            device=self.device.currentText(), overrides=dict(self.overrides),
+            mix=self.mix.currentText(), fraction=self.fraction.value(),
+            device=self.device.currentText(), overrides=dict(self.overrides), **chosen,
         )
         config.check()
         return config
