@@ -41,6 +41,18 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
         {**_ADAMW, **_DECAY, "scorer_lr_scale": 3.0},
         _EXPLORE,
     ),
+    "adamw-minmax-explore-regions-only": (
+        "kind",
+        "paper",
+        {**_ADAMW, **_DECAY},
+        {**_EXPLORE, "scorer_cls_in_head": 0},
+    ),
+    "adamw-minmax-explore-freeze": (
+        "kind",
+        "paper",
+        {**_ADAMW, **_DECAY, "scorer_freeze_epochs": 3.0},
+        _EXPLORE,
+    ),
     "paper-minmax-explore": ("kind", "paper", _DECAY, _EXPLORE),
     "amount-adamw-minmax-explore": ("amount", "paper", {**_ADAMW, **_DECAY}, _EXPLORE),
 }

@@ -112,9 +112,9 @@ def test_resume_reuses_finished_runs_only_when_their_settings_match(tmp_path, mo
         run_dir.mkdir(parents=True)
         return run_dir / "best.safetensors"
 
-    metrics = {"weighted_f1": 0.5, "topk_in_planted": 0.25, "auc": 0.75}
+    metrics = {"weighted_f1": 0.5, "topk_in_planted": 0.25, "auc": 0.75, "max_over_min": 1.5}
     # the planted task generator is exercised in test_planted; here only the grid bookkeeping
-    task_dir = tmp_path / "planted-train4-val2-test2-seed0"
+    task_dir = tmp_path / "planted-kind-train4-val2-test2-seed0"
     task_dir.mkdir()
     (task_dir / "planted.json").write_text("{}")
     monkeypatch.setattr(learning, "train_run", fake_train)

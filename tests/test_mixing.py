@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 from scorenet.checkpoint import load_checkpoint
+from scorenet.demo_data import DEMO_MODEL_OVERRIDES
 from scorenet.errors import ScoreNetInputError
 from scorenet.mixing import (
     MixBatchTransform,
@@ -21,6 +22,7 @@ from scorenet.mixing import (
     scoremix,
 )
 from scorenet.mixing.scoremix import site_probabilities
+from scorenet.model import build_model
 from torch import nn
 
 DEMO_CHECKPOINT = (
@@ -296,54 +298,146 @@ def test_invalid_inputs_are_rejected():
         MixBatchTransform("scoremix", model=nn.Identity(), paste_rule="max")
 
 
-class PeakedScorer(nn.Module):
-    """Stand-in scorer: all the semantic mass on one patch of a 4 x 4 grid; records its calls."""
-
-    def __init__(self, row: int, col: int) -> None:
-        super().__init__()
-        self.peak = (row, col)
-        self.grad_enabled: list[bool] = []
-
-    def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
-        self.grad_enabled.append(torch.is_grad_enabled())
-        dist = torch.zeros(images.shape[0], 4, 4, device=images.device)
-        dist[:, self.peak[0], self.peak[1]] = 1.0
-        return dist
-
-
 def _flat_colour_batch(batch: int, size: tuple[int, int] = (64, 64)) -> torch.Tensor:
     # image b is a flat grey of level b / batch, so every pixel tells which image it came from
     return (torch.arange(batch, dtype=torch.float32) / batch).view(batch, 1, 1, 1).expand(batch, 3, *size)
 
 
-def _assert_labels_match_pixels(images: torch.Tensor, labels: torch.Tensor) -> None:
-    batch = images.shape[0]
-    origin = (images[:, 0] * batch).round().long()  # (B, H, W) index of the source image of each pixel
-    for b in range(batch):
-        fractions = torch.bincount(origin[b].flatten(), minlength=batch).float() / origin[b].numel()
-        torch.testing.assert_close(labels[b], fractions)
+# (tile, top, left) of non-overlapping 256 x 256 crops of the real tiles: three carcinoma, three stroma
+REAL_CROPS = [
+    ("hgsc_nest.jpg", 100, 100),
+    ("hgsc_nest.jpg", 600, 900),
+    ("target_image.png", 300, 200),
+    ("hgsc_stromal_he.jpg", 100, 100),
+    ("hgsc_stromal_he.jpg", 600, 900),
+    ("hgsc_stromal_he.jpg", 1000, 300),
+]
+REAL_CROP_SIZE = 256  # a 4 x 4 grid of 64-pixel patches with the demo model's downscale 4 and patch 16
+
+
+@pytest.fixture(scope="module")
+def real_crops(tiles_dir) -> torch.Tensor:
+    """(6, 3, 256, 256) uint8 RGB crops of real tissue; each one's pixels occur in no other crop."""
+    size = REAL_CROP_SIZE
+    crops = []
+    for name, top, left in REAL_CROPS:
+        rgb = cv2.imread(str(tiles_dir / name), cv2.IMREAD_COLOR)[top : top + size, left : left + size, ::-1]
+        crops.append(torch.from_numpy(rgb.copy()).permute(2, 0, 1))
+    return torch.stack(crops)
+
+
+def _real_model(num_classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("scorenet_4_1", num_classes, **DEMO_MODEL_OVERRIDES).eval()
+
+
+@pytest.fixture(scope="module")
+def peaked_model(real_crops) -> nn.Module:
+    """The real ScoreNet with its head weights at 1e5: each crop's distribution peaks on its own patch."""
+    model = _real_model(num_classes=real_crops.shape[0])  # label b marks crop b
+    with torch.no_grad():
+        model.head_weights.fill_(1e5)  # a sharp softmax: all the mass on each image's top patch
+    return model
+
+
+def _locate(content: torch.Tensor, image: torch.Tensor) -> list[tuple[int, int]]:
+    """Every (y, x) where ``content`` (C, h, w) occurs exactly in ``image`` (C, H, W)."""
+    h, w = content.shape[-2:]
+    rows, cols = image.shape[-2] - h + 1, image.shape[-1] - w + 1
+    if rows < 1 or cols < 1:
+        return []
+    hits = torch.ones(rows, cols, dtype=torch.bool)
+    # a few probe pixels narrow the candidates before the full comparison
+    for dy, dx in ((0, 0), (h - 1, w - 1), (h // 2, w // 2), (0, w - 1), (h - 1, 0)):
+        hits &= (image[:, dy : dy + rows, dx : dx + cols] == content[:, dy : dy + 1, dx : dx + 1]).all(0)
+    return [
+        (y, x) for y, x in hits.nonzero().tolist() if torch.equal(image[:, y : y + h, x : x + w], content)
+    ]
+
+
+def _pasted_boxes(mixed: torch.Tensor, crops: torch.Tensor) -> list[tuple[int, int, int, int, int] | None]:
+    """Per image, ``(source, y0, x0, y1, x1)`` of the pasted box, or None where no pixel changed.
+
+    The box is the bounding box of the pixels that differ from the image's own crop; its whole content
+    must occur, exactly and only once, in one crop of the batch: the source of the pasted pixels.
+    """
+    boxes = []
+    for b in range(crops.shape[0]):
+        changed = (mixed[b] != crops[b]).any(0).nonzero()
+        if len(changed) == 0:
+            boxes.append(None)
+            continue
+        (y0, x0), (y1, x1) = changed.min(0).values.tolist(), (changed.max(0).values + 1).tolist()
+        found = {s: _locate(mixed[b, :, y0:y1, x0:x1], crops[s]) for s in range(crops.shape[0])}
+        sources = [s for s, hits in found.items() if hits]
+        assert len(sources) == 1 and len(found[sources[0]]) == 1, (b, found)
+        boxes.append((sources[0], y0, x0, y1, x1))
+    return boxes
+
+
+def _assert_labels_match_pixels(mixed: torch.Tensor, crops: torch.Tensor, labels: torch.Tensor) -> list:
+    """Each label gives every crop the share of the image's pixels that came from it."""
+    batch, _, height, width = crops.shape
+    boxes = _pasted_boxes(mixed, crops)
+    for b, box in enumerate(boxes):
+        expected = torch.zeros(batch)
+        expected[b] = 1.0  # pixels outside the box are the image's own (the box bounds every change)
+        if box is not None:
+            source, y0, x0, y1, x1 = box
+            share = (y1 - y0) * (x1 - x0) / (height * width)
+            expected = (1 - share) * expected
+            expected[source] += share
+        torch.testing.assert_close(labels[b], expected, msg=lambda m, b=b: f"image {b}: {m}")
+    return boxes
 
 
 @pytest.mark.parametrize("method", ["scoremix", "cutmix", "saliencymix"])
-def test_batch_transform_labels_match_the_pixels(method):
-    batch = 8
-    scorer = PeakedScorer(1, 2)
-    transform = MixBatchTransform(
-        method, model=scorer, generator=torch.Generator().manual_seed(0), num_classes=batch
-    )
-    images = _flat_colour_batch(batch)
-    mixed, labels = transform(images, torch.arange(batch))
-    assert labels.shape == (batch, batch) and labels.dtype == torch.float32
-    _assert_labels_match_pixels(mixed, labels)
-    assert (labels.max(dim=1).values < 1).sum() >= batch // 2  # most images did get mixed
+def test_batch_transform_labels_match_the_pixels(method, real_crops, peaked_model, monkeypatch):
+    batch = real_crops.shape[0]
+    with torch.no_grad():
+        dist = peaked_model.semantic_distribution(real_crops)
+    grid = dist.shape[1:]
+    patch = REAL_CROP_SIZE // grid[0]
+    peaks = dist.flatten(1).argmax(1).tolist()
+    assert dist.flatten(1).max(1).values.min() > 0.999
+    assert len(set(peaks)) == batch  # each crop peaks elsewhere, so a mis-pairing has somewhere to show
+    grad_enabled = []
+    semantic_distribution = peaked_model.semantic_distribution
+
+    def spy(images: torch.Tensor) -> torch.Tensor:
+        grad_enabled.append(torch.is_grad_enabled())
+        return semantic_distribution(images)
+
+    monkeypatch.setattr(peaked_model, "semantic_distribution", spy)
+    spared = mixed_in = 0
+    seeds = range(3)
+    for seed in seeds:
+        transform = MixBatchTransform(
+            method, model=peaked_model, generator=torch.Generator().manual_seed(seed), num_classes=batch
+        )
+        mixed, labels = transform(real_crops, torch.arange(batch))
+        assert labels.shape == (batch, batch) and labels.dtype == torch.float32
+        boxes = _assert_labels_match_pixels(mixed, real_crops, labels)
+        mixed_in += int((labels[torch.arange(batch), torch.arange(batch)] < 1).sum())
+        if method != "scoremix":
+            continue
+        for b, box in enumerate(boxes):
+            if box is None or box[0] == b:
+                continue
+            _, y0, x0, y1, x1 = box
+            # a box that can avoid the target's own semantic patch (its peak) does avoid it
+            row, col = divmod(peaks[b], grid[1])
+            rows_free, cols_free = max(row, grid[0] - 1 - row), max(col, grid[1] - 1 - col)
+            if (y1 - y0) // patch <= rows_free or (x1 - x0) // patch <= cols_free:
+                py, px = row * patch, col * patch
+                kept = mixed[b, :, py : py + patch, px : px + patch]
+                assert torch.equal(kept, real_crops[b, :, py : py + patch, px : px + patch]), (seed, b)
+                spared += 1
+    assert mixed_in >= len(seeds) * batch // 2  # most images did get pixels of another crop
+    # only ScoreMix asks the model, once a batch and without gradients
+    assert grad_enabled == ([False] * len(seeds) if method == "scoremix" else [])
     if method == "scoremix":
-        assert scorer.grad_enabled == [False]
-        # a box of at most 8 of the 16 patches is at most 2 patches high or wide, so it can avoid
-        # the target's semantic patch (rows 16..32, cols 32..48) and does
-        small = labels[torch.arange(batch), torch.arange(batch)] >= 0.5
-        assert small.any()
-        centre = mixed[small, 0, 24, 40]
-        torch.testing.assert_close(centre, images[small, 0, 24, 40])
+        assert spared >= 8
 
 
 class FixedScorer(nn.Module):
@@ -383,37 +477,27 @@ def test_batch_transform_passes_the_paste_rule_to_scoremix(demo_distribution):
     assert not torch.equal(mixed["paper"], mixed["official"])  # the rule reaches the boxes
 
 
-def test_batch_transform_none_and_probability_zero_keep_the_batch():
-    images = _flat_colour_batch(4)
+def test_batch_transform_none_and_probability_zero_keep_the_batch(real_crops):
+    images = real_crops[:4]
     soft = torch.tensor([[0.2, 0.8], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
     for transform in (MixBatchTransform("none"), MixBatchTransform("cutmix", prob=0.0)):
         out, labels = transform(images, soft)
         assert torch.equal(out, images) and torch.equal(labels, soft)
+    # control: with probability 1 the same CutMix does change these crops and their labels
+    out, labels = MixBatchTransform("cutmix", generator=torch.Generator().manual_seed(0))(images, soft)
+    assert not torch.equal(out, images) and not torch.equal(labels, soft)
     with pytest.raises(ValueError, match="num_classes"):
         MixBatchTransform("cutmix")(images, torch.tensor([0, 1, 0, 1]))
 
 
-def test_batch_transform_with_a_real_scorenet():
-    from scorenet import build_model
-
-    torch.manual_seed(0)
-    model = build_model(
-        "scorenet_4_1",
-        num_classes=5,
-        downscale=2,
-        patch_size=8,
-        embed_dim=16,
-        depth=2,
-        num_heads=2,
-        num_cls_tokens=1,
-        scorer_cls_in_head=1,
-        global_depth=1,
-        global_num_heads=2,
-        top_k=2,
-        num_samples=4,
-    )
+def test_batch_transform_with_a_real_scorenet(real_crops):
+    batch = 5
+    model = _real_model(num_classes=batch)  # untrained weights: the distribution is its own, not peaked
+    images = real_crops[:batch]
+    # num_classes comes from the model's config
     transform = MixBatchTransform("scoremix", model=model, generator=torch.Generator().manual_seed(1))
-    images = _flat_colour_batch(5, (64, 96))
-    mixed, labels = transform(images, torch.arange(5))
-    assert labels.shape == (5, 5) and not labels.requires_grad
-    _assert_labels_match_pixels(mixed, labels)
+    mixed, labels = transform(images, torch.arange(batch))
+    assert labels.shape == (batch, batch) and not labels.requires_grad
+    assert mixed.dtype == images.dtype and mixed.shape == images.shape
+    boxes = _assert_labels_match_pixels(mixed, images, labels)
+    assert sum(box is not None and box[0] != b for b, box in enumerate(boxes)) >= 2  # crops were mixed

@@ -297,3 +297,19 @@ def test_uint8_and_float_inputs_agree_in_training_mode():
     torch.manual_seed(1)  # same perturbation noise
     b = model(images.float() / 255).logits
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_head_on_the_regions_stream_only_when_x_is_zero():
+    from scorenet.demo_data import DEMO_MODEL_OVERRIDES
+
+    overrides = {**DEMO_MODEL_OVERRIDES, "scorer_cls_in_head": 0}
+    model = build_model("scorenet_4_1", num_classes=2, **overrides).eval()
+    assert model.config.feature_dim == model.config.embed_dim * model.config.global_cls_in_head
+    images = torch.randint(0, 256, (2, 3, 256, 384), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model(images)
+        # the scorer's [CLS] states reach the head only through the regions it selects
+        model.scorer.norm.weight.mul_(0)
+        again = model(images)
+    assert out.features.shape == (2, model.config.embed_dim)
+    torch.testing.assert_close(out.features, again.features)

@@ -11,7 +11,7 @@ from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.errors import ScoreNetInputError
 from scorenet.model import build_model
 from scorenet.recipes import RECIPES
-from scorenet.train import TrainConfig, lr_factor, make_optimizer, sigma_at, train
+from scorenet.train import TrainConfig, cosine_scheduler, lr_factor, make_optimizer, sigma_at, train
 
 
 def test_lr_factor_warms_up_linearly_then_follows_the_cosine():
@@ -105,3 +105,36 @@ def test_training_applies_warmup_and_sigma_schedule(tiles, tmp_path, monkeypatch
     assert lrs[:warmup] == pytest.approx([5e-4 * (i + 1) / warmup for i in range(warmup)])
     assert max(lrs) == pytest.approx(5e-4) and lrs[-1] < lrs[warmup]
     assert result.history[-1]["epoch"] == 2
+
+
+def test_frozen_scorer_waits_then_warms_up_under_the_same_cosine():
+    model = build_model("scorenet_4_1", num_classes=2, **DEMO_MODEL_OVERRIDES)
+    config = TrainConfig(data=".", out=".", optimizer="adamw", lr=1e-3)
+    optimizer = make_optimizer(model, config)
+    scheduler = cosine_scheduler(optimizer, total_steps=40, min_lr=1e-6, warmup_steps=4, delays=[0, 10])
+    rest, scorer = [], []
+    for _ in range(40):
+        rest.append(optimizer.param_groups[0]["lr"])
+        scorer.append(optimizer.param_groups[1]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert scorer[:10] == [0.0] * 10 and rest[0] == pytest.approx(2.5e-4)
+    assert scorer[10:14] == pytest.approx([rest[i] * (i - 9) / 4 for i in range(10, 14)])
+    assert scorer[14:] == pytest.approx(rest[14:])  # after its warm-up, the shared cosine
+
+
+def test_frozen_scorer_does_not_move_in_training(tiles, tmp_path):
+    from scorenet.checkpoint import load_checkpoint
+
+    config = TrainConfig.from_recipe(
+        "scratch", data=tiles, out=tmp_path / "run", epochs=2, batch_size=4, device="cpu",
+        scorer_freeze_epochs=1.99, overrides=dict(DEMO_MODEL_OVERRIDES),
+    )  # fmt: skip
+    torch.manual_seed(config.seed)  # the run builds its model the same way
+    initial = build_model(config.model, num_classes=2, **config.overrides).state_dict()
+    trained, _ = load_checkpoint(train(config).last_checkpoint)
+    after = trained.state_dict()
+    moved = {n for n in initial if not torch.equal(after[n], initial[n])}
+    scorer = {n for n in initial if n.startswith("scorer.") or n == "head_weights"}
+    assert moved and not moved & scorer
+    assert any(n.startswith("local_vit.") for n in moved)

@@ -68,6 +68,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help="scratch: adamw; paper: sgd")
     p.add_argument("--scorer-lr-scale", type=float, default=None, help="scorer lr relative to the rest")
     p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up (scratch: 1)")
+    p.add_argument("--scorer-freeze-epochs", type=float, default=None, help="epochs before the scorer learns")
     p.add_argument("--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help="top-K noise")
     p.add_argument("--mix", default="none", choices=MIXES)
     p.add_argument("--mix-prob", type=float, default=1.0, help="chance that a batch is mixed")
@@ -133,7 +134,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     recipe_fields = ("epochs", "lr", "weight_decay", "optimizer", "scorer_lr_scale", "warmup_epochs",
-                     "sigma_schedule")  # fmt: skip
+                     "sigma_schedule", "scorer_freeze_epochs")  # fmt: skip
     chosen = {name: getattr(args, name) for name in recipe_fields if getattr(args, name) is not None}
     config = TrainConfig.from_recipe(
         args.recipe, data=args.data, out=args.out, model=args.model, batch_size=args.batch_size,

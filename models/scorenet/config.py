@@ -36,7 +36,7 @@ class ScoreNetConfig:
     global_depth: int = 4
     global_num_heads: int = 4
     global_mlp_ratio: float = 2.0
-    scorer_cls_in_head: int = 4  # x: last x scorer [CLS] states fed to the head
+    scorer_cls_in_head: int = 4  # x: last x scorer [CLS] states fed to the head (0: regions only)
     global_cls_in_head: int = 1  # y: last y global-encoder [CLS] states fed to the head
     global_cls: str = "learned"  # global encoder: "learned" [CLS] or "gap" (pseudo-[CLS], last y blocks)
     sigma: float = 0.05  # perturbed top-K noise, relative to the uniform score (see topk docs)
@@ -59,7 +59,7 @@ class ScoreNetConfig:
             (self.embed_dim % self.num_heads == 0, "embed_dim must be divisible by num_heads"),
             (self.embed_dim % self.global_num_heads == 0, "embed_dim must be divisible by global_num_heads"),
             (1 <= self.num_cls_tokens <= self.depth, "num_cls_tokens must be in [1, depth]"),
-            (1 <= self.scorer_cls_in_head <= self.num_cls_tokens, "scorer_cls_in_head must be in [1, m]"),
+            (0 <= self.scorer_cls_in_head <= self.num_cls_tokens, "scorer_cls_in_head must be in [0, m]"),
             (1 <= self.global_cls_in_head <= self.global_depth, "global_cls_in_head must be in [1, depth]"),
             (self.sigma > 0 and self.num_samples >= 1, "sigma must be > 0 and num_samples >= 1"),
             (self.topk_estimator in ESTIMATORS, f"topk_estimator must be one of {ESTIMATORS}"),

@@ -152,7 +152,7 @@ class ScoreNet(nn.Module):
         b = images.shape[0]
         region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
         global_cls = self.global_encoder(region_cls.view(b, k, -1))
-        last_x = scorer_cls[:, -cfg.scorer_cls_in_head :].flatten(1)
+        last_x = scorer_cls[:, scorer_cls.shape[1] - cfg.scorer_cls_in_head :].flatten(1)  # x may be 0
         last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
         features = torch.cat([last_x, last_y], dim=1)
         scale = (width / (grid[1] * cfg.region_size), height / (grid[0] * cfg.region_size))

@@ -15,6 +15,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "warmup_epochs": 0.0,
         "scorer_lr_scale": 1.0,
+        "scorer_freeze_epochs": 0.0,
         "sigma_schedule": "constant",
         "epochs": 15,
     },
@@ -24,8 +25,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.05,
         "warmup_epochs": 1.0,
         "scorer_lr_scale": 1.0,
-        "sigma_schedule": "constant",
+        "scorer_freeze_epochs": 0.0,
+        # explore, then exploit: noise half the scores' [0, 1] range, decayed linearly to 0
+        "sigma_schedule": "linear",
         "epochs": 15,
+        "overrides": {"score_scaling": "minmax", "sigma": 0.5},
     },
 }
 SIGMA_SCHEDULES = ("constant", "linear")

@@ -9,12 +9,13 @@ interrupted run keeps its last good epoch and ``resume=True`` continues it to th
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class TrainConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
     scorer_lr_scale: float = 1.0  # the scorer's learning rate relative to the rest of the model
+    scorer_freeze_epochs: float = 0.0  # the scorer starts learning after these (the regions' stream first)
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine
     sigma_schedule: str = "constant"  # perturbed top-K noise: "constant" or "linear" (decayed to 0)
     recipe: str = "paper"  # the recipe the other fields came from (see RECIPES), recorded in the run
@@ -110,6 +112,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}"),
             (self.scorer_lr_scale > 0, f"scorer lr scale must be > 0, got {self.scorer_lr_scale}"),
             (0 <= self.warmup_epochs < self.epochs, "warm-up epochs must lie in [0, epochs)"),
+            (0 <= self.scorer_freeze_epochs < self.epochs, "scorer freeze epochs must lie in [0, epochs)"),
             (self.sigma_schedule in SIGMA_SCHEDULES, f"sigma schedule must be one of {SIGMA_SCHEDULES}"),
         ]
         for ok, message in problems:
@@ -174,24 +177,34 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
-    """Learning rate at ``step`` relative to the base: linear warm-up, then cosine down to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float, delay: int = 0) -> float:
+    """Learning rate at ``step`` relative to the base: 0 for ``delay`` steps, then a linear warm-up
+    over ``warmup_steps``, under a cosine from 1 (after the first warm-up) down to ``min_ratio``."""
+    if step < delay:
+        return 0.0
+    warm = min(1.0, (step - delay + 1) / warmup_steps) if warmup_steps else 1.0
+    progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def cosine_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float, warmup_steps: int = 0
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    min_lr: float,
+    warmup_steps: int = 0,
+    delays: Sequence[int] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: ``warmup_steps`` of linear warm-up, then cosine annealing to ``min_lr``
-    (scaled like each parameter group's own learning rate) at ``total_steps``."""
+    """Per-step schedule: linear warm-up, then cosine annealing to ``min_lr`` (scaled like each
+    parameter group's own learning rate) at ``total_steps``; ``delays[i]`` steps of learning rate 0
+    for group i before its warm-up."""
     base = max(group["lr"] for group in optimizer.param_groups)
     min_ratio = min(1.0, min_lr / base)
+    delays = list(delays) if delays is not None else [0] * len(optimizer.param_groups)
+    total = max(1, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, max(1, total_steps), warmup_steps, min_ratio)
-    )
+        optimizer, [functools.partial(lr_factor, total_steps=total, warmup_steps=warmup_steps,
+                                      min_ratio=min_ratio, delay=d) for d in delays]
+    )  # fmt: skip
 
 
 def sigma_at(step: int, total_steps: int, sigma: float, schedule: str) -> float:
@@ -283,7 +296,7 @@ def _loaders(
 # options a resumed run must share with the saved one: they fix the schedule, the batches and the model
 RESUME_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "momentum", "weight_decay", "mix", "mix_prob",
                "fraction", "val_fraction", "seed", "overrides", "optimizer", "scorer_lr_scale",
-               "warmup_epochs", "sigma_schedule")  # fmt: skip
+               "warmup_epochs", "sigma_schedule", "scorer_freeze_epochs")  # fmt: skip
 
 
 def _run_options(config: TrainConfig) -> str:
@@ -459,8 +472,13 @@ def _start(
     optimizer = make_optimizer(model, config)
     train_loader, val_loader = _loaders(config, splits, model, world)
     steps = len(train_loader)
+    # the scorer is the second parameter group (make_optimizer)
     scheduler = cosine_scheduler(
-        optimizer, config.epochs * steps, config.min_lr, warmup_steps=round(config.warmup_epochs * steps)
+        optimizer,
+        config.epochs * steps,
+        config.min_lr,
+        warmup_steps=round(config.warmup_epochs * steps),
+        delays=[0, round(config.scorer_freeze_epochs * steps)],
     )
     mix_generator = torch.Generator().manual_seed(config.seed)
     mixer = MixBatchTransform(

@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     learning.add_argument("--mixes", type=lambda s: s.split(","), help="none,cutmix,saliencymix,scoremix")
     learning.add_argument("--epochs", type=int, help="training epochs per run")
     learning.add_argument("--work-dir", type=Path, help="where the planted task and checkpoints go")
+    learning.add_argument("--recipe", choices=["scratch", "paper"], help="training recipe (default scratch)")
+    learning.add_argument("--task", choices=["kind", "amount"], help="planted task (default kind)")
     learning.add_argument(
         "--resume", action="store_true", help="reuse runs finished earlier with the same settings"
     )

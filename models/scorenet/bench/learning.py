@@ -76,6 +76,9 @@ def options_from_args(args: argparse.Namespace) -> LearningOptions:
             setattr(options, name, tuple(getattr(args, name)))
     if getattr(args, "epochs", None):
         options.epochs = args.epochs
+    for name in ("recipe", "task"):
+        if getattr(args, name, None):
+            setattr(options, name, getattr(args, name))
     options.resume = bool(getattr(args, "resume", False))
     unknown = sorted(set(options.mixes) - set(MIXES))
     if unknown:
@@ -199,7 +202,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = list(group)
         row: dict[str, Any] = {"mix": mix, "fraction": fraction, "runs": len(group)}
         for metric in RUN_METRICS:
-            values = [r[metric] for r in group if r[metric] is not None]
+            values = [r[metric] for r in group if r.get(metric) is not None]
             row[metric] = float(np.mean(values)) if values else None
             row[f"{metric}_std"] = float(np.std(values)) if values else None
         rows.append(row)
