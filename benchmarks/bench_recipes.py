@@ -35,12 +35,6 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "adamw-minmax-explore": ("kind", "paper", {**_ADAMW, **_DECAY}, _EXPLORE),
     "adamw-minmax-explore-s500": ("kind", "paper", {**_ADAMW, **_DECAY}, {**_EXPLORE, "num_samples": 500}),
     "adamw-minmax-explore-s1000": ("kind", "paper", {**_ADAMW, **_DECAY}, {**_EXPLORE, "num_samples": 1000}),
-    "adamw-minmax-explore-scorer-x3": (
-        "kind",
-        "paper",
-        {**_ADAMW, **_DECAY, "scorer_lr_scale": 3.0},
-        _EXPLORE,
-    ),
     "adamw-minmax-explore-regions-only": (
         "kind",
         "paper",
@@ -54,7 +48,6 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
         _EXPLORE,
     ),
     "paper-minmax-explore": ("kind", "paper", _DECAY, _EXPLORE),
-    "amount-adamw-minmax-explore": ("amount", "paper", {**_ADAMW, **_DECAY}, _EXPLORE),
 }
 
 

@@ -78,6 +78,11 @@ def main(results_dir: Path) -> None:
             ("auc", "AUC"),
         ]:
             columns += [(metric, header), (f"{metric}_std", "std")]
+        columns += [
+            ("max_over_min", "max/min cell"),
+            ("topk_mass", "mass in top-K"),
+            ("effective_regions", "exp(H)"),
+        ]
         print(table(result["results"], columns))
 
 

@@ -92,7 +92,7 @@ def test_training_applies_warmup_and_sigma_schedule(tiles, tmp_path, monkeypatch
     monkeypatch.setattr(model_module, "perturbed_topk", spy)
     config = TrainConfig.from_recipe(
         "scratch", data=tiles, out=tmp_path / "run", epochs=2, batch_size=4, device="cpu",
-        sigma_schedule="linear", warmup_epochs=1.0, overrides={**DEMO_MODEL_OVERRIDES, "sigma": 0.2},
+        lr=5e-4, sigma_schedule="linear", warmup_epochs=1.0, overrides={**DEMO_MODEL_OVERRIDES, "sigma": 0.2},
     )  # fmt: skip
     events: list[dict] = []
     result = train(config, progress=events.append)

@@ -47,9 +47,10 @@ def _percent(text: str) -> float:
 
 
 _TRAIN_HELP = (
-    "Train ScoreNet with a named recipe: 'scratch' (default; AdamW, warm-up, cosine; for a randomly "
-    "initialised model) or 'paper' (the paper's finetuning: SGD momentum 0.9, lr 1e-2 * batch / 256, "
-    "cosine). Options left unset come from the recipe. Writes OUT/last.safetensors, "
+    "Train ScoreNet with a named recipe: 'scratch' (default, for a randomly initialised model: the "
+    "paper's SGD with min-max scaled top-K scores and a large top-K noise decayed to 0) or 'paper' (the "
+    "paper's finetuning: SGD momentum 0.9, lr 1e-2 * batch / 256, cosine, fixed top-K noise). Options "
+    "left unset come from the recipe. Writes OUT/last.safetensors, "
     "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
 )
 
@@ -62,14 +63,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="scratch", choices=list(RECIPES), help="default: scratch")
     p.add_argument("--epochs", type=int, default=None, help="recipe default: 15")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=None, help="scratch: 5e-4; paper: 1e-2 * batch size / 256")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-2 * batch size / 256")
     p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=float, default=None, help="scratch: 0.05; paper: 0")
-    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help="scratch: adamw; paper: sgd")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0")
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help="default sgd (momentum 0.9)")
     p.add_argument("--scorer-lr-scale", type=float, default=None, help="scorer lr relative to the rest")
-    p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up (scratch: 1)")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up (default 0)")
     p.add_argument("--scorer-freeze-epochs", type=float, default=None, help="epochs before the scorer learns")
-    p.add_argument("--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help="top-K noise")
+    p.add_argument(
+        "--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help="top-K noise (scratch: linear)"
+    )
     p.add_argument("--mix", default="none", choices=MIXES)
     p.add_argument("--mix-prob", type=float, default=1.0, help="chance that a batch is mixed")
     p.add_argument("--fraction", type=_percent, default=1.0, metavar="PCT", help="percent of training data")

@@ -20,13 +20,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 15,
     },
     "scratch": {
-        "optimizer": "adamw",
-        "lr": 5e-4,
-        "weight_decay": 0.05,
-        "warmup_epochs": 1.0,
+        # the paper's optimiser (AdamW fitted faster but sent the scorer away from the carcinoma in
+        # 4 of 16 measured runs, SGD in none of 4); what differs is the top-K noise: the scores scaled
+        # to [0, 1] per image, sigma 0.5 (explore) decayed linearly to 0 (exploit)
+        "optimizer": "sgd",
+        "lr": None,
+        "weight_decay": 0.0,
+        "warmup_epochs": 0.0,
         "scorer_lr_scale": 1.0,
         "scorer_freeze_epochs": 0.0,
-        # explore, then exploit: noise half the scores' [0, 1] range, decayed linearly to 0
         "sigma_schedule": "linear",
         "epochs": 15,
         "overrides": {"score_scaling": "minmax", "sigma": 0.5},
