@@ -139,6 +139,13 @@ def test_resume_reuses_finished_runs_only_when_their_settings_match(tmp_path, mo
     options.resume = False
     learning.run_suite(options)
     assert len(trained) == 6
+    options.collect, options.seeds = True, (0, 1)  # report what is finished, train nothing
+    collected = learning.run_suite(options)
+    assert len(trained) == 6 and len(collected["runs"]) == 2
+    assert collected["missing_runs"] == [
+        {"mix": "none", "fraction": 100, "seed": 1},
+        {"mix": "cutmix", "fraction": 100, "seed": 1},
+    ]
 
 
 def test_chance_level_is_what_random_selections_score(tmp_path, data_root):

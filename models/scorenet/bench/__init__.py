@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     learning.add_argument(
         "--resume", action="store_true", help="reuse runs finished earlier with the same settings"
     )
+    learning.add_argument(
+        "--collect", action="store_true", help="train nothing: report the finished runs, list the missing"
+    )
 
 
 def _throughput(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class LearningOptions:
     task_seed: int = 0
     device: str = "cpu"
     resume: bool = False  # reuse runs finished earlier with the same settings
+    collect: bool = False  # train nothing: report the runs finished earlier, list the missing ones
     task: str = "kind"  # planted task (planted.TASK_CLASSES)
     # a 6 x 8 grid at 768 x 1024: K = 8 of 48 regions (K = 20 would select 42 % of the image)
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"top_k": 8, "num_samples": 100})
@@ -80,6 +81,7 @@ def options_from_args(args: argparse.Namespace) -> LearningOptions:
         if getattr(args, name, None):
             setattr(options, name, getattr(args, name))
     options.resume = bool(getattr(args, "resume", False))
+    options.collect = bool(getattr(args, "collect", False))
     unknown = sorted(set(options.mixes) - set(MIXES))
     if unknown:
         from ..errors import ScoreNetInputError
@@ -258,11 +260,14 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
     if not (task_dir / "planted.json").is_file():
         planted.write_image_folder(task_dir, options.counts, seed=options.task_seed, config=task_config)
     settings = _run_settings(options)
-    runs = []
+    runs, missing = [], []
     for mix, fraction, seed in itertools.product(options.mixes, options.fractions, options.seeds):
         run_dir = options.work_dir / "runs" / f"{mix}-{fraction}-{seed}"
         record_path = run_dir / "bench-run.json"
-        record = _finished_run(record_path, settings) if options.resume else None
+        record = _finished_run(record_path, settings) if options.resume or options.collect else None
+        if record is None and options.collect:
+            missing.append({"mix": mix, "fraction": fraction, "seed": seed})
+            continue
         if record is None:
             start = time.perf_counter()
             shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a half-trained one
@@ -301,4 +306,5 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
         "chance": {"topk_in_planted": chance_topk_in_planted(task_dir, _grid(options)), "auc": 0.5},
         "results": summarize(runs),
         "runs": runs,
+        "missing_runs": missing,
     }
