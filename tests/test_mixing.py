@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from real_crops import CROP_CORNERS
 from scipy.stats import chisquare
 from scorenet.checkpoint import load_checkpoint
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES
@@ -304,14 +305,7 @@ def _flat_colour_batch(batch: int, size: tuple[int, int] = (64, 64)) -> torch.Te
 
 
 # (tile, top, left) of non-overlapping 256 x 256 crops of the real tiles: three carcinoma, three stroma
-REAL_CROPS = [
-    ("hgsc_nest.jpg", 100, 100),
-    ("hgsc_nest.jpg", 600, 900),
-    ("target_image.png", 300, 200),
-    ("hgsc_stromal_he.jpg", 100, 100),
-    ("hgsc_stromal_he.jpg", 600, 900),
-    ("hgsc_stromal_he.jpg", 1000, 300),
-]
+REAL_CROPS = CROP_CORNERS
 REAL_CROP_SIZE = 256  # a 4 x 4 grid of 64-pixel patches with the demo model's downscale 4 and patch 16
 
 

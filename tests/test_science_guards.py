@@ -15,20 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from real_crops import CROP_CORNERS
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.mixing import MixBatchTransform
 from scorenet.model import ScoreNet, build_model
 from scorenet.train import TrainConfig, train
 
 # (tile, top, left) of non-overlapping 384 x 512 crops: three carcinoma, three stroma
-CROPS = [
-    ("hgsc_nest.jpg", 100, 100),
-    ("hgsc_nest.jpg", 600, 900),
-    ("target_image.png", 300, 200),
-    ("hgsc_stromal_he.jpg", 100, 100),
-    ("hgsc_stromal_he.jpg", 600, 900),
-    ("hgsc_stromal_he.jpg", 1000, 300),
-]
+CROPS = CROP_CORNERS
 CROP_HW = (384, 512)
 
 
