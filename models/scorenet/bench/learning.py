@@ -43,7 +43,7 @@ PAPER = {"topk_in_planted": 0.746, "auc": 0.736, "dataset": "CAMELYON16"}
 
 @dataclass
 class LearningOptions:
-    """The grid and the size of each run. Defaults: the full grid (about 80 minutes at two runs at a
+    """The grid and the size of each run. Defaults: the full grid (about 70 minutes at two runs at a
     time on a 2-core CPU, docs/benchmarks.md)."""
 
     work_dir: Path = field(default_factory=lambda: cache_dir() / "bench-learning")
