@@ -34,13 +34,7 @@ from scorenet.topk import perturbed_topk
 
 def _head(model: ScoreNet, scorer_cls: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """Logits from the scorer's [CLS] states and K regions (B, K, 3, P, P) in [0, 1] or uint8."""
-    cfg = model.config
-    b, k = regions.shape[:2]
-    region_cls = model.local_vit(model._normalize(regions.flatten(0, 1)))[:, -1]
-    global_cls = model.global_encoder(region_cls.view(b, k, -1))
-    x = scorer_cls[:, scorer_cls.shape[1] - cfg.scorer_cls_in_head :].flatten(1)
-    y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
-    return model.head(torch.cat([x, y], dim=1))
+    return model.head(model.region_features(scorer_cls, regions))
 
 
 def _images(task_dir: Path, class_names: list[str]):

@@ -134,6 +134,17 @@ class ScoreNet(nn.Module):
         _, dist = self._score(fitted)
         return dist.view(-1, *grid)
 
+    def region_features(self, scorer_cls: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """The head's input (B, D): the last x scorer [CLS] states (B, m, D) and the last y global
+        [CLS] states over the K regions (B, K, 3, P_h, P_h), uint8 or float in [0, 1]."""
+        cfg = self.config
+        b, k = regions.shape[:2]
+        region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
+        global_cls = self.global_encoder(region_cls.view(b, k, -1))
+        last_x = scorer_cls[:, scorer_cls.shape[1] - cfg.scorer_cls_in_head :].flatten(1)  # x may be 0
+        last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
+        return torch.cat([last_x, last_y], dim=1)
+
     def forward(self, images: torch.Tensor) -> ScoreNetOutput:
         cfg = self.config
         height, width = images.shape[-2:]
@@ -150,11 +161,7 @@ class ScoreNet(nn.Module):
         else:
             regions = gather_regions(fitted, indices, grid, cfg.region_size)
         b = images.shape[0]
-        region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
-        global_cls = self.global_encoder(region_cls.view(b, k, -1))
-        last_x = scorer_cls[:, scorer_cls.shape[1] - cfg.scorer_cls_in_head :].flatten(1)  # x may be 0
-        last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
-        features = torch.cat([last_x, last_y], dim=1)
+        features = self.region_features(scorer_cls, regions)
         scale = (width / (grid[1] * cfg.region_size), height / (grid[0] * cfg.region_size))
         return ScoreNetOutput(
             logits=self.head(features),
