@@ -48,6 +48,11 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
         _EXPLORE,
     ),
     "paper-minmax-explore": ("kind", "paper", _DECAY, _EXPLORE),
+    # the scratch recipe (= paper-minmax-explore) with one training choice changed
+    "scratch-scorer-lr-x10": ("kind", "scratch", {"scorer_lr_scale": 10.0}, {}),
+    "scratch-scorer-lr-x0.1": ("kind", "scratch", {"scorer_lr_scale": 0.1}, {}),
+    "scratch-warmup": ("kind", "scratch", {"warmup_epochs": 1.0}, {}),
+    "scratch-20-epochs": ("kind", "scratch", {"epochs": 20}, {}),
 }
 
 
@@ -56,6 +61,8 @@ def run_variant(name: str, seeds: tuple[int, ...], epochs: int) -> dict[str, Any
 
     torch.set_num_threads(1)  # two single-threaded runs beat one two-threaded run on a shared CPU
     task, recipe, train_overrides, model_overrides = VARIANTS[name]
+    train_overrides = dict(train_overrides)
+    epochs = train_overrides.pop("epochs", epochs)
     options = LearningOptions(
         work_dir=cache_dir() / "bench-recipes" / name,
         mixes=("none",),
@@ -69,7 +76,7 @@ def run_variant(name: str, seeds: tuple[int, ...], epochs: int) -> dict[str, Any
         resume=True,
     )
     result = run_suite(options)
-    return {"variant": name, "task": task, "train": train_overrides, "model": model_overrides, **result}
+    return {"variant": name, "task": task, "train": VARIANTS[name][2], "model": model_overrides, **result}
 
 
 def main(argv: list[str] | None = None) -> int:

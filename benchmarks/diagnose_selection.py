@@ -56,8 +56,8 @@ def selection_losses(model: ScoreNet, task_dir: Path, class_names: list[str]) ->
     order_rng = np.random.default_rng(0)
     for _, image, mask, target in _images(task_dir, class_names):
         with torch.no_grad():
-            fitted, grid = model._prepare(image)
-            scorer_cls, dist = model._score(fitted)
+            fitted, grid = model.fit_images(image)
+            scorer_cls, dist = model.score(fitted)
             planted_share = learning.region_planted_fraction(mask, grid).ravel()
             order = np.argsort(-planted_share + 1e-9 * order_rng.random(planted_share.size))
             choices = {
@@ -78,8 +78,8 @@ def scorer_push(model: ScoreNet, task_dir: Path, class_names: list[str]) -> dict
     model.train()
     cfg, pushes = model.config, {}
     for label, image, mask, target in _images(task_dir, class_names):
-        fitted, grid = model._prepare(image)
-        scorer_cls, dist = model._score(fitted)
+        fitted, grid = model.fit_images(image)
+        scorer_cls, dist = model.score(fitted)
         scores = selection_scores(dist, cfg.score_scaling).detach().requires_grad_(True)
         generator = torch.Generator().manual_seed(0)
         indicators = perturbed_topk(scores, cfg.top_k, model.sigma, 1000, generator=generator)

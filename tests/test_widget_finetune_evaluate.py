@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.evaluate import classification_metrics
+from scorenet.model import build_model
+from scorenet.pretrained import save_pretrained
 
 from napari_scorenet._widgets import evaluate, finetune
 from napari_scorenet._widgets.evaluate import EvaluateWidget
@@ -90,6 +93,33 @@ def test_bad_folders_notify(make_napari_viewer, tmp_path, notes):
     ev.checkpoint.setText(str(tmp_path / "none.safetensors"))
     ev.start_button.click()
     assert "none.safetensors" in notes["error"][-1] and ev.worker is None
+
+
+def test_finetune_from_initial_weights_says_what_it_loaded(make_napari_viewer, qtbot, tiles, tmp_path, notes):
+    torch.manual_seed(1)
+    pre = tmp_path / "pre.safetensors"
+    save_pretrained(build_model("scorenet_4_1", 2, **DEMO_MODEL_OVERRIDES), pre, ["scorer", "local_vit"])
+    widget = _finetune(make_napari_viewer(), tiles, tmp_path / "run", epochs=1)
+    widget.init.setText(str(pre))
+    widget.start_button.click()
+    summary = f"initialised scorer, local_vit from {pre.resolve()}; fresh: global_encoder, head"
+    assert widget.status.text() == f"training… {summary}"
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    assert not notes["error"], notes
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert recorded["init_report"]["loaded"] == ["scorer", "local_vit"]
+
+
+def test_finetune_bad_initial_weights_notify(make_napari_viewer, tiles, tmp_path, notes):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 64)
+    widget = _finetune(make_napari_viewer(), tiles, tmp_path / "run")
+    widget.init.setText(str(corrupt))
+    widget.start_button.click()
+    assert widget.worker is None and len(notes["error"]) == 1
+    message = notes["error"][0]
+    assert message.startswith(f"{corrupt}: not a readable safetensors file") and "\n" not in message
+    assert widget.status.text() == message and not (tmp_path / "run").exists()
 
 
 def test_evaluate_shows_a_class_without_images_as_absent(make_napari_viewer, tmp_path, notes):

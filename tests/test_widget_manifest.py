@@ -1,4 +1,4 @@
-"""The four widgets dock from the plugin manifest under their display names."""
+"""The five widgets dock from the plugin manifest under their display names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from napari_scorenet._widgets.evaluate import EvaluateWidget
 from napari_scorenet._widgets.finetune import FinetuneWidget
+from napari_scorenet._widgets.pretrain import PretrainWidget
 from napari_scorenet._widgets.score_roi import ScoreRoIWidget
 from napari_scorenet._widgets.scoremix_preview import ScoreMixPreviewWidget
 
@@ -17,6 +18,7 @@ from napari_scorenet._widgets.scoremix_preview import ScoreMixPreviewWidget
         ("ScoreMix preview", ScoreMixPreviewWidget),
         ("Finetune", FinetuneWidget),
         ("Evaluate", EvaluateWidget),
+        ("Pretrain", PretrainWidget),
     ],
 )
 def test_docks_from_manifest(make_napari_viewer, name, cls):

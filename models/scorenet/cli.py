@@ -1,4 +1,4 @@
-"""The ``scorenet`` command: train, eval, score, bench.
+"""The ``scorenet`` command: train, pretrain, eval, score, bench.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
 """
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .cli_pretrain import add_pretrain
 from .errors import ScoreNetInputError
 from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
@@ -85,6 +86,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mpp", type=float, default=None, help="um/px of the images (stored in checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="PRETRAINED",
+        help="start from pre-trained weights (from 'scorenet pretrain', or any ScoreNet checkpoint); "
+        "the classification head is always fresh",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         type=_override,
@@ -144,9 +153,13 @@ def _run_train(args: argparse.Namespace) -> int:
         min_lr=args.min_lr, mix=args.mix, mix_prob=args.mix_prob,
         fraction=args.fraction, val_fraction=args.val_fraction, split_csv=args.split_csv, seed=args.seed,
         device=args.device, amp=not args.no_amp, num_workers=args.workers, resume=args.resume, mpp=args.mpp,
-        overrides=dict(args.overrides), **chosen,
+        overrides=dict(args.overrides), init=args.init, **chosen,
     )  # fmt: skip
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    config.check()  # bad options and a bad --init file: a one-line error before any data is read
+    init = config.check_init()
+    if init is not None and is_main:
+        print(init.summary(), file=sys.stderr)  # stdout stays the JSON summary
     with _EpochBars(enabled=is_main) as bars:
         result = train(config, progress=bars.update)
     last = result.history[-1] if result.history else {}
@@ -286,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log data counts and progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     _add_train(sub)
+    add_pretrain(sub, _override)
     _add_eval(sub)
     _add_score(sub)
     _add_bench(sub)

@@ -95,7 +95,7 @@ class ScoreNet(nn.Module):
         """Region grid (gh, gw) used for an input of h x w pixels (also the distribution's shape)."""
         return grid_size(h, w, self.config.region_size, self.config.top_k)
 
-    def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def fit_images(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Images on the grid (B, 3, gh*P_h, gw*P_h), not yet normalised.
 
         uint8 images that already fit the grid stay uint8: the downscale and the region gather then
@@ -112,7 +112,7 @@ class ScoreNet(nn.Module):
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
         return fit_to_grid(images, grid, p), grid
 
-    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float pixels from uint8 or [0, 1] float images, in one fused pass."""
         scale = 1 / self.std
         shift = -self.mean * scale
@@ -120,27 +120,47 @@ class ScoreNet(nn.Module):
             return torch.addcmul(shift, images.to(self.mean.dtype), scale / 255)
         return torch.addcmul(shift.to(images.dtype), images, scale.to(images.dtype))
 
-    def _score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
         low = downscale(images, self.config.downscale).to(self.mean.dtype)
-        cls, logits = self.scorer(self._normalize(low), return_cls_logits=True)
+        cls, logits = self.scorer(self.normalize(low), return_cls_logits=True)
         # heads combined on the pre-softmax logits, then one softmax over the patches (Eq. 3)
         combined = torch.einsum("bhn,h->bn", logits, self.head_weights.to(logits.dtype))
         return cls, combined.softmax(dim=-1)
 
     def semantic_distribution(self, images: torch.Tensor) -> torch.Tensor:
         """P_patch (B, gh, gw) from the scorer alone; sums to 1 per image."""
-        fitted, grid = self._prepare(images)
-        _, dist = self._score(fitted)
+        fitted, grid = self.fit_images(images)
+        _, dist = self.score(fitted)
         return dist.view(-1, *grid)
+
+    def encode_regions(self, regions: torch.Tensor) -> torch.Tensor:
+        """The global encoder's [CLS] states (B, n, D) over regions (B, K, 3, P_h, P_h), uint8 or float
+        in [0, 1], each region encoded by the local ViT's last [CLS] state."""
+        b, k = regions.shape[:2]
+        region_cls = self.local_vit(self.normalize(regions.flatten(0, 1)))[:, -1]
+        return self.global_encoder(region_cls.view(b, k, -1))
+
+    def select_regions(
+        self, fitted: torch.Tensor, distribution: torch.Tensor, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """The K regions (B, K, 3, P_h, P_h) of grid-fitted images: soft perturbed top-K blends in
+        ``train()`` (float in [0, 1]), the hard top-K regions (input dtype) in ``eval()``."""
+        cfg = self.config
+        if not self.training:
+            return gather_regions(fitted, hard_topk(distribution.detach(), cfg.top_k), grid, cfg.region_size)
+        scores = selection_scores(distribution, cfg.score_scaling)
+        indicators = perturbed_topk(
+            scores, cfg.top_k, self.sigma, cfg.num_samples, estimator=cfg.topk_estimator
+        )
+        regions = soft_regions(fitted, indicators, grid, cfg.region_size)
+        return regions / 255 if fitted.dtype == torch.uint8 else regions  # the blend is linear in pixels
 
     def region_features(self, scorer_cls: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """The head's input (B, D): the last x scorer [CLS] states (B, m, D) and the last y global
         [CLS] states over the K regions (B, K, 3, P_h, P_h), uint8 or float in [0, 1]."""
         cfg = self.config
-        b, k = regions.shape[:2]
-        region_cls = self.local_vit(self._normalize(regions.flatten(0, 1)))[:, -1]
-        global_cls = self.global_encoder(region_cls.view(b, k, -1))
+        global_cls = self.encode_regions(regions)
         last_x = scorer_cls[:, scorer_cls.shape[1] - cfg.scorer_cls_in_head :].flatten(1)  # x may be 0
         last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
         return torch.cat([last_x, last_y], dim=1)
@@ -148,20 +168,11 @@ class ScoreNet(nn.Module):
     def forward(self, images: torch.Tensor) -> ScoreNetOutput:
         cfg = self.config
         height, width = images.shape[-2:]
-        fitted, grid = self._prepare(images)
-        scorer_cls, dist = self._score(fitted)
-        k = cfg.top_k
-        indices = hard_topk(dist.detach(), k)
-        if self.training:
-            scores = selection_scores(dist, cfg.score_scaling)
-            indicators = perturbed_topk(scores, k, self.sigma, cfg.num_samples, estimator=cfg.topk_estimator)
-            regions = soft_regions(fitted, indicators, grid, cfg.region_size)
-            if fitted.dtype == torch.uint8:
-                regions = regions / 255  # the soft combination is linear in the pixels
-        else:
-            regions = gather_regions(fitted, indices, grid, cfg.region_size)
+        fitted, grid = self.fit_images(images)
+        scorer_cls, dist = self.score(fitted)
+        indices = hard_topk(dist.detach(), cfg.top_k)
         b = images.shape[0]
-        features = self.region_features(scorer_cls, regions)
+        features = self.region_features(scorer_cls, self.select_regions(fitted, dist, grid))
         scale = (width / (grid[1] * cfg.region_size), height / (grid[0] * cfg.region_size))
         return ScoreNetOutput(
             logits=self.head(features),

@@ -35,6 +35,7 @@ from .io import atomic_path, atomic_write
 from .mixing import MixBatchTransform
 from .mixing.transform import MIX_METHODS
 from .model import ScoreNet, build_model
+from .pretrained import InitReport, check_init, load_init
 from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine
     sigma_schedule: str = "constant"  # perturbed top-K noise: "constant" or "linear" (decayed to 0)
     recipe: str = "paper"  # the recipe the other fields came from (see RECIPES), recorded in the run
+    init: str | os.PathLike[str] | None = None  # pre-trained weights or a checkpoint; the head stays fresh
 
     @classmethod
     def from_recipe(cls, recipe: str, **fields: Any) -> TrainConfig:
@@ -96,7 +98,15 @@ class TrainConfig:
         d = asdict(self)
         d.update(data=str(self.data), out=str(self.out), base_lr=self.base_lr)
         d["split_csv"] = None if self.split_csv is None else str(self.split_csv)
+        d["init"] = None if self.init is None else os.fspath(self.init)
         return d
+
+    def check_init(self) -> InitReport | None:
+        """What ``init`` will load, checked against this run's model from the file's header alone
+        (None without ``init``); raises ``CheckpointError`` for a bad file."""
+        if self.init is None:
+            return None
+        return check_init(self.init, ScoreNetConfig(**{**MODEL_CONFIGS[self.model], **self.overrides}))
 
     def check(self) -> None:
         """Raise ``ScoreNetInputError`` for options that cannot work."""
@@ -127,6 +137,7 @@ class TrainConfig:
         except (TypeError, ValueError) as err:
             known = ", ".join(f.name for f in fields(ScoreNetConfig))
             raise ScoreNetInputError(f"bad model override {self.overrides} ({err}); fields: {known}") from err
+        self.check_init()  # before any data is read: a bad file fails fast
 
 
 @dataclass
@@ -296,12 +307,12 @@ def _loaders(
 # options a resumed run must share with the saved one: they fix the schedule, the batches and the model
 RESUME_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "momentum", "weight_decay", "mix", "mix_prob",
                "fraction", "val_fraction", "seed", "overrides", "optimizer", "scorer_lr_scale",
-               "warmup_epochs", "sigma_schedule", "scorer_freeze_epochs")  # fmt: skip
+               "warmup_epochs", "sigma_schedule", "scorer_freeze_epochs", "init")  # fmt: skip
 
 
 def _run_options(config: TrainConfig) -> str:
     """The resume-relevant options as a JSON string (a plain string keeps the state weights_only-safe)."""
-    return json.dumps({k: getattr(config, k) for k in RESUME_KEYS}, sort_keys=True)
+    return json.dumps({k: getattr(config, k) for k in RESUME_KEYS}, sort_keys=True, default=os.fspath)
 
 
 def _resume(out: Path, class_names: list[str], config: TrainConfig) -> dict[str, Any] | None:
@@ -336,6 +347,7 @@ class _Run:
     autocast_dtype: torch.dtype | None
     total_steps: int = 1
     sigma_schedule: str = "constant"
+    init_report: InitReport | None = None  # what the model started from, when not from scratch
 
     def state(self, class_names: list[str], epoch: int, best: list[float]) -> dict[str, Any]:
         return {
@@ -416,7 +428,8 @@ def train(
     metadata = {"mpp": config.mpp} if config.mpp is not None else {}
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        config_json = {**config.to_json(), "class_names": class_names, "world_size": world.world_size}
+        config_json = {**config.to_json(), "class_names": class_names, "world_size": world.world_size,
+                       "init_report": run.init_report.to_json() if run.init_report else None}  # fmt: skip
         atomic_write(out / CONFIG_JSON, json.dumps(config_json, indent=2))
 
     stopped = False
@@ -465,10 +478,15 @@ def train(
 def _start(
     config: TrainConfig, splits: DataSplits, world: _Dist, device: torch.device
 ) -> tuple[_Run, DataLoader, DataLoader | None]:
-    """A fresh seeded model with its optimizer, schedule, mixing and loaders."""
+    """A fresh seeded model (its parts from ``config.init`` when given) with its optimizer, schedule,
+    mixing and loaders."""
     torch.manual_seed(config.seed)
     num_classes = len(splits.class_names)
     model = build_model(config.model, num_classes, **config.overrides).to(device)
+    # loaded after the seeded build: the fresh parts and every later random draw match a run without init
+    init_report = load_init(model, config.init) if config.init is not None else None
+    if init_report is not None:
+        log.info("%s", init_report.summary())
     optimizer = make_optimizer(model, config)
     train_loader, val_loader = _loaders(config, splits, model, world)
     steps = len(train_loader)
@@ -497,6 +515,7 @@ def _start(
         autocast_dtype=autocast_dtype,
         total_steps=config.epochs * steps,
         sigma_schedule=config.sigma_schedule,
+        init_report=init_report,
     )
     return run, train_loader, val_loader
 

@@ -45,6 +45,9 @@ class FinetuneWidget(QWidget):
         self.model = QComboBox()
         self.model.addItems(sorted(MODEL_CONFIGS))
         self.model.setCurrentText("scorenet_4_1")
+        self.init = PathPicker(folder=False, name_filter="safetensors (*.safetensors)")
+        self.init.edit.setPlaceholderText("none: from scratch")
+        self.init.setToolTip("pre-trained weights or a ScoreNet checkpoint; the head always starts fresh")
         self.recipe = QComboBox()
         self.recipe.addItems(list(RECIPES))
         self.recipe.setCurrentText("scratch")
@@ -68,10 +71,19 @@ class FinetuneWidget(QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        for name, w in (("Data folder", self.data), ("Output folder", self.out), ("Model", self.model),
-                        ("Recipe", self.recipe), ("Epochs", self.epochs), ("Batch size", self.batch_size),
-                        ("Learning rate", self.lr),
-                        ("Mixing", self.mix), ("Data fraction", self.fraction), ("Device", self.device)):
+        for name, w in (
+            ("Data folder", self.data),
+            ("Output folder", self.out),
+            ("Model", self.model),
+            ("Initial weights", self.init),
+            ("Recipe", self.recipe),
+            ("Epochs", self.epochs),
+            ("Batch size", self.batch_size),
+            ("Learning rate", self.lr),
+            ("Mixing", self.mix),
+            ("Data fraction", self.fraction),
+            ("Device", self.device),
+        ):
             form.addRow(name, w)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
@@ -86,12 +98,20 @@ class FinetuneWidget(QWidget):
     def config(self) -> TrainConfig:
         """The run described by the form; raises ScoreNetInputError for bad folders or options."""
         chosen = {"lr": self.lr.value()} if self.lr.value() else {}
+        init = Path(self.init.text()).expanduser() if self.init.text() else None
         config = TrainConfig.from_recipe(
             self.recipe.currentText(),
-            data=readable_folder(self.data.text(), "data"), out=Path(self.out.text()).expanduser(),
-            model=self.model.currentText(), epochs=self.epochs.value(), batch_size=self.batch_size.value(),
-            mix=self.mix.currentText(), fraction=self.fraction.value(),
-            device=self.device.currentText(), overrides=dict(self.overrides), **chosen,
+            data=readable_folder(self.data.text(), "data"),
+            out=Path(self.out.text()).expanduser(),
+            model=self.model.currentText(),
+            epochs=self.epochs.value(),
+            batch_size=self.batch_size.value(),
+            mix=self.mix.currentText(),
+            fraction=self.fraction.value(),
+            device=self.device.currentText(),
+            overrides=dict(self.overrides),
+            init=init,
+            **chosen,
         )
         config.check()
         return config
@@ -99,14 +119,16 @@ class FinetuneWidget(QWidget):
     def run(self) -> None:
         try:
             config = self.config()
+            init = config.check_init()
         except Exception as err:  # bad input is a notification, not a traceback dialog
             show_error(str(err))
+            self.status.setText(str(err))
             return
         self._stop = False
         self.plot.clear()
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText("training…")
+        self.status.setText(f"training… {init.summary()}" if init else "training…")
         self.worker = self._train(config, _ignore_errors=True)
         self.worker.yielded.connect(self._on_event)
         self.worker.returned.connect(self._on_result)
