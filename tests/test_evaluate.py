@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scorenet.checkpoint import save_checkpoint
 from scorenet.data import scan_image_folder
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES as SMALL
@@ -17,13 +18,18 @@ from scorenet.evaluate import (
     classification_metrics,
     evaluate_checkpoint,
     extract_features,
+    heldout_probes,
     knn_probe,
     linear_probe,
     mean_std,
+    model_from_pretrained,
     probe_checkpoint,
+    probe_model,
+    seeded_model,
     summarize_runs,
 )
 from scorenet.model import build_model
+from scorenet.pretrained import save_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +103,51 @@ def test_probe_checkpoint_reports_every_probe(demo_root: Path, tmp_path: Path) -
     assert report["num_images"] == 16 and report["feature_dim"] == model.config.feature_dim
     assert set(report["probes"]) == {"linear", "knn_1", "knn_11_weighted"}
     assert all(p["folds"] == 4 and 0 <= p["weighted_f1"]["mean"] <= 1 for p in report["probes"].values())
+
+
+def test_heldout_probes_fit_on_train_and_score_on_test() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 8)) * 4
+    train_y, test_y = np.repeat([0, 1], 15), np.repeat([0, 1], 10)
+    train_x, test_x = centres[train_y] + rng.normal(size=(30, 8)), centres[test_y] + rng.normal(size=(20, 8))
+    scores = heldout_probes(train_x, train_y, test_x, test_y)
+    assert scores == {p: {"accuracy": 1.0, "weighted_f1": 1.0} for p in ("linear", "knn_1")}
+    # trained on the other labelling, every test image is wrong: the test labels are really used
+    flipped = heldout_probes(train_x, 1 - train_y, test_x, test_y)
+    assert flipped["linear"]["accuracy"] == 0.0 and flipped["knn_1"]["accuracy"] == 0.0
+
+
+def test_probe_checkpoint_accepts_a_pretrained_file(demo_root: Path, tmp_path: Path) -> None:
+    source = build_model("scorenet_4_1", 1, **SMALL)
+    path = tmp_path / "pretrained.safetensors"
+    save_pretrained(source, path, ["local_vit"])
+    report = probe_checkpoint(demo_root, path, device="cpu", folds=4, seed=3)
+    assert report["num_images"] == 16 and report["feature_dim"] == source.config.feature_dim
+    assert set(report["probes"]) == {"linear", "knn_1", "knn_11_weighted"}
+    assert report["init"]["loaded"] == ["local_vit"] and report["init"]["format"] == "scorenet-pretrained-1"
+    # the model: the file's local ViT, the other parts as a random model of the same config and seed
+    model, _ = model_from_pretrained(path, 2, seed=3)
+    fresh = seeded_model(source.config, 2, seed=3)
+    assert model.config == fresh.config and model.config.num_classes == 2
+    for key, value in model.state_dict().items():
+        expected = source.state_dict()[key] if key.startswith("local_vit.") else fresh.state_dict()[key]
+        assert torch.equal(value, expected), key
+    # probing that random model directly gives the same report format, from other features
+    random = probe_model(fresh, demo_root, folds=4, seed=3)
+    assert set(random) == {"split", "num_images", "feature_dim", "probes"} and random["num_images"] == 16
+    features = extract_features(model, scan_image_folder(demo_root))[0]
+    assert not np.allclose(features, extract_features(fresh, scan_image_folder(demo_root))[0])
+
+
+def test_a_seeded_model_leaves_the_global_rng_alone() -> None:
+    config = build_model("scorenet_4_1", 2, **SMALL).config
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    a = seeded_model(config, 2, seed=5, top_k=2)
+    assert torch.equal(torch.rand(3), expected) and a.config.top_k == 2
+    b = seeded_model(a.config, 2, seed=5)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_split_layout_is_evaluated_on_its_test_split(demo_root: Path, tmp_path: Path) -> None:

@@ -118,6 +118,21 @@ def test_crops_lie_in_tissue_and_inside_the_slide(crops: TissueCrops, slides_dir
         assert np.mean(shares) >= 0.9 and min(shares) >= 0.5
 
 
+def test_rejection_sampling_reaches_min_tissue(slides_dir: Path):
+    def shares(side: int = 256, **kwargs) -> np.ndarray:
+        crops = TissueCrops([slides_dir / CMU], size=(side, side), mpp=None, samples_per_epoch=200, **kwargs)
+        return np.array([crops.locate(i).tissue for i in range(len(crops))])
+
+    masks = TissueCrops([slides_dir / CMU], size=(256, 256), mpp=None, samples_per_epoch=1, tissue=FAST).masks
+    # a crop centred on a tissue pixel has less than 90% tissue about 40% of the time on this slide
+    assert (shares(masks=masks, min_tissue=0.9, max_tries=1) < 0.9).mean() > 0.2
+    assert shares(masks=masks, min_tissue=0.9).min() >= 0.9
+    # no 1200-pixel crop is all tissue here: the try with most tissue is kept
+    best_of_16 = shares(1200, masks=masks, min_tissue=1.0)
+    assert best_of_16.max() < 1.0
+    assert best_of_16.mean() > shares(1200, masks=masks, min_tissue=1.0, max_tries=1).mean() + 0.1
+
+
 def test_large_crops_never_leave_the_slide(slides_dir: Path):
     # crops nearly as large as the slide: clamping to the slide decides most locations
     crops = TissueCrops(
@@ -138,6 +153,15 @@ def test_reading_at_a_coarser_resolution(slides_dir: Path):
     direct = read_roi(slides_dir / CMU, box.x, box.y, box.w, box.h, mpp=1.0)
     assert direct.image.shape == (256, 192, 3)
     assert np.array_equal(image.permute(1, 2, 0).numpy(), direct.image)
+
+
+def test_reading_finer_than_the_scan_upsamples(slides_dir: Path, caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING, logger="scorenet.unlabelled"):
+        crops = TissueCrops([slides_dir / CMU], size=(256, 256), mpp=0.25, samples_per_epoch=2, tissue=FAST)
+    assert "scanned at 0.499 um/px, coarser than the requested 0.25; its crops are upsampled" in caplog.text
+    box = crops.locate(0)
+    assert (box.w, box.h) == (128, 128)  # 128 * 0.499 um = 64 um = 256 pixels of 0.25 um
+    assert crops[0].shape == (3, 256, 256)
 
 
 def test_workers_read_the_same_crops(crops: TissueCrops):

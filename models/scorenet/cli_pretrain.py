@@ -37,6 +37,7 @@ def add_pretrain(sub: argparse._SubParsersAction, override: Any) -> None:
     p.add_argument("--samples-per-epoch", type=int, default=1024, help="random tissue crops per epoch")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default 5e-4 * batch / 256 (DINO)")
+    p.add_argument("--teacher-temp", type=float, default=0.07, help="after its warm-up from 0.04 (DINO)")
     p.add_argument("--local-crops", type=int, default=8, help="DINO local views per image (modular)")
     p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"),
                    help="unbiased mode: ScoreNet input size in pixels")  # fmt: skip
@@ -70,7 +71,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         local_crops=args.local_crops, image_size=tuple(args.image_size), mpp=args.mpp,
         tissue={k: v for k, v in tissue.items() if v is not None}, min_tissue=args.min_tissue,
         seed=args.seed, device=args.device, amp=not args.no_amp, num_workers=args.workers,
-        resume=args.resume, init=args.init,
+        resume=args.resume, init=args.init, teacher_temp=args.teacher_temp,
     )  # fmt: skip
     config.check()
     is_main = int(os.environ.get("RANK", "0")) == 0

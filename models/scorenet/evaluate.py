@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .config import ScoreNetConfig
 from .data import GridBatchSampler, GridImageDataset, Sample, load_splits
+
+if TYPE_CHECKING:
+    from .model import ScoreNet
+    from .pretrained import InitReport
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
@@ -157,15 +163,17 @@ def evaluate_checkpoint(
 
 def _checkpoint_samples(
     data: str | os.PathLike[str],
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None,
     split: str | None,
     split_csv: str | os.PathLike[str] | None,
 ) -> tuple[list[Sample], str]:
     """The samples of ``split`` and its name (default: ``test`` if any, else ``val`` of a split layout,
-    else ``all`` images of a plain folder), labelled in the checkpoint's class order by name."""
+    else ``all`` images of a plain folder), labelled in the checkpoint's class order by name
+    (``class_names`` None: in the folder's own order)."""
     from .errors import ScoreNetInputError
 
     splits = load_splits(data, split_csv=split_csv, val_fraction=0.0)
+    class_names = splits.class_names if class_names is None else class_names
     unknown = sorted(set(splits.class_names) - set(class_names))
     if unknown:
         raise ScoreNetInputError(
@@ -209,14 +217,26 @@ def _cv_scores(estimator: Any, features: np.ndarray, labels: np.ndarray, folds: 
     }
 
 
-def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
-    """Logistic regression on standardised frozen features, stratified k-fold CV."""
+def _linear_pipeline() -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return _cv_scores(probe, features, labels, folds, seed)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _knn_pipeline(k: int, weighted: bool) -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer
+
+    knn = KNeighborsClassifier(n_neighbors=k, weights="distance" if weighted else "uniform")
+    return make_pipeline(Normalizer(), knn)
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
+    """Logistic regression on standardised frozen features, stratified k-fold CV."""
+    return _cv_scores(_linear_pipeline(), features, labels, folds, seed)
 
 
 def knn_probe(
@@ -232,12 +252,7 @@ def knn_probe(
 
     ``weighted`` votes by inverse distance (sklearn ``weights="distance"``).
     """
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
-
-    knn = KNeighborsClassifier(n_neighbors=k, weights="distance" if weighted else "uniform")
-    return _cv_scores(make_pipeline(Normalizer(), knn), features, labels, folds, seed)
+    return _cv_scores(_knn_pipeline(k, weighted), features, labels, folds, seed)
 
 
 def probe_features(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
@@ -250,6 +265,103 @@ def probe_features(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, 
     }
 
 
+def heldout_probes(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """Linear probe and 1-NN (as in :func:`probe_features`) fitted on a train set and scored on a
+    held-out test set: ``{"linear" | "knn_1": {"accuracy", "weighted_f1"}}``.
+
+    For tasks whose train and test images must not be mixed (e.g. overlapping windows of one image,
+    split by halves), where cross-validation over all images would leak neighbours into the folds.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    scores = {}
+    for name, probe in (("linear", _linear_pipeline()), ("knn_1", _knn_pipeline(1, False))):
+        predicted = probe.fit(train_features, train_labels).predict(test_features)
+        scores[name] = {
+            "accuracy": float(accuracy_score(test_labels, predicted)),
+            "weighted_f1": float(f1_score(test_labels, predicted, average="weighted", zero_division=0)),
+        }
+    return scores
+
+
+def probe_model(
+    model: nn.Module,
+    data: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    split: str | None = None,
+    split_csv: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Frozen ``output.features`` of ``model`` (put in eval mode) on a split of ``data``, probed by
+    :func:`probe_features`; e.g. a freshly seeded model, the baseline a pre-trained one must beat.
+
+    Labels follow ``class_names`` by name (default: the folder's own classes); ``split`` as in
+    :func:`evaluate_checkpoint`.
+    """
+    samples, split = _checkpoint_samples(data, class_names, split, split_csv)
+    features, labels = extract_features(model.to(device), samples, device, batch_size)
+    return {
+        "split": split,
+        "num_images": len(labels),
+        "feature_dim": int(features.shape[1]),
+        "probes": probe_features(features, labels, folds=folds, seed=seed),
+    }
+
+
+def seeded_model(
+    config: ScoreNetConfig, num_classes: int, *, seed: int = 0, name: str = "scorenet", **overrides: Any
+) -> ScoreNet:
+    """A fresh ScoreNet of ``config`` with ``overrides``, initialised from ``seed`` without moving
+    the caller's RNG."""
+    from .model import ScoreNet
+
+    config = dataclasses.replace(config, **{**overrides, "num_classes": num_classes})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ScoreNet(config, name=name)
+
+
+def model_from_pretrained(
+    path: str | os.PathLike[str], num_classes: int, *, seed: int = 0, **overrides: Any
+) -> tuple[ScoreNet, InitReport]:
+    """A ScoreNet built from a pre-trained file's header config, its parts loaded with ``load_init``.
+
+    Parts the file lacks and the head keep the initialisation of :func:`seeded_model` with ``seed``,
+    so a random model of the same config and seed differs only in the loaded parts. ``overrides`` set
+    config fields that hold no weights (e.g. ``top_k``); an architecture field that differs from the
+    file's raises ``CheckpointError``.
+    """
+    from .pretrained import load_init, read_pretrained_info
+
+    info = read_pretrained_info(path)
+    model = seeded_model(info.config, num_classes, seed=seed, name=info.name, **overrides)
+    return model, load_init(model, path)
+
+
+def _is_pretrained_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` reads as a pre-trained file (anything else goes to ``load_checkpoint``, which
+    names the problem)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    from .pretrained import PRETRAINED_FORMAT
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == PRETRAINED_FORMAT
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def probe_checkpoint(
     data: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
@@ -260,17 +372,41 @@ def probe_checkpoint(
     folds: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Frozen features of ``checkpoint`` on a split of ``data``, probed by :func:`probe_features`."""
+    """Frozen features of ``checkpoint`` on a split of ``data``, probed by :func:`probe_features`.
+
+    ``checkpoint`` is a full checkpoint (classes matched by name) or a pre-trained file (format
+    ``scorenet-pretrained-1``): the model is then built from its header, the parts it holds loaded,
+    the others initialised from ``seed``, and the classes are the folder's. ``init`` says which
+    parts came from the file.
+    """
+    from .checkpoint import FORMAT as CHECKPOINT_FORMAT
     from .checkpoint import load_checkpoint
     from .inference import resolve_device
+    from .pretrained import PARTS
 
     dev = resolve_device(device)
-    model, info = load_checkpoint(checkpoint, map_location=dev)
-    samples, split = _checkpoint_samples(data, info.class_names, split, split_csv)
-    features, labels = extract_features(model, samples, dev)
-    return {
-        "split": split,
-        "num_images": len(labels),
-        "feature_dim": int(features.shape[1]),
-        "probes": probe_features(features, labels, folds=folds, seed=seed),
-    }
+    class_names: list[str] | None
+    if _is_pretrained_file(checkpoint):
+        class_names = load_splits(data, split_csv=split_csv, val_fraction=0.0).class_names
+        model, report = model_from_pretrained(checkpoint, len(class_names), seed=seed)
+        init = report.to_json()
+    else:
+        model, info = load_checkpoint(checkpoint, map_location=dev)
+        class_names = list(info.class_names)
+        init = {
+            "source": str(checkpoint),
+            "format": CHECKPOINT_FORMAT,
+            "loaded": [*PARTS, "head"],
+            "fresh": [],
+        }
+    result = probe_model(
+        model,
+        data,
+        device=dev,
+        split=split,
+        split_csv=split_csv,
+        class_names=class_names,
+        folds=folds,
+        seed=seed,
+    )
+    return {**result, "init": init}

@@ -197,13 +197,14 @@ class PretrainConfig:
 
 @dataclass
 class PretrainResult:
-    """Where the run's files are and how it ended."""
+    """Where the run's files are and how it ended; ``model`` is the pre-trained (teacher) ScoreNet."""
 
     weights: Path
     history: list[dict[str, Any]]
     stopped: bool
     collapsed: str | None
     out: Path
+    model: ScoreNet
 
 
 class _Views(Dataset):
@@ -249,8 +250,10 @@ def _datasets(config: PretrainConfig, model_config: ScoreNetConfig) -> _Zip:
     tissue = TissueParams(**config.tissue)
     s = model_config.downscale
 
+    masks: dict = {}  # tissue masks computed once for all branches
+
     def crops(side: tuple[int, int], mpp: float | None, seed_offset: int) -> TissueCrops:
-        return TissueCrops(
+        dataset = TissueCrops(
             sources,
             size=side,
             mpp=mpp,
@@ -258,7 +261,10 @@ def _datasets(config: PretrainConfig, model_config: ScoreNetConfig) -> _Zip:
             seed=config.seed + seed_offset,
             tissue=tissue,
             min_tissue=config.min_tissue,
+            masks=masks or None,
         )
+        masks.update(dataset.masks)
+        return dataset
 
     datasets: dict[str, _Views] = {}
     for name in config.branches:
@@ -385,7 +391,7 @@ def pretrain(
     out = Path(config.out)
     device = _device(config)
     world = _init_distributed(device)
-    torch.manual_seed(config.seed + world.rank)
+    torch.manual_seed(config.seed)  # the same initial student and teacher in every process
     model = build_model(config.model, 1, **config.overrides).to(device)
     cfg = model.config
     if config.init is not None:
@@ -411,6 +417,7 @@ def pretrain(
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
         p.requires_grad_(False)
+    torch.manual_seed(config.seed + world.rank)  # each process its own augmentations
     # a branch leaves some layers unused (e.g. the scorer's in the unbiased mode)
     net = DistributedDataParallel(student, find_unused_parameters=True) if world.world_size > 1 else student
     optimizer = torch.optim.AdamW(_param_groups(student), lr=config.base_lr * world.world_size)
@@ -553,7 +560,7 @@ def pretrain(
         log.warning("pre-training stopped; %s holds the last finished epoch", out / WEIGHTS)
     if world.world_size > 1:
         dist.barrier()
-    return PretrainResult(out / WEIGHTS, history, stopped, collapsed, out)
+    return PretrainResult(out / WEIGHTS, history, stopped, collapsed, out, teacher.model.eval())
 
 
 def detect_collapse_all(history: Sequence[dict[str, Any]], config: PretrainConfig) -> str | None:

@@ -8,8 +8,8 @@ The rule, in order, on an RGB thumbnail:
    ``max_c -log10((I_c + 1) / 256)`` (``"od"``; the maximum over channels keeps pale tissue that
    absorbs in one channel only, such as eosin-only stroma in the green channel);
 3. tissue = feature > threshold and not background; the threshold is ``threshold``, or Otsu's on the
-   thumbnail's non-black pixels clipped to a range that glass never reaches and pale tissue always
-   does (Otsu alone would split tissue in two on an image that is all tissue);
+   thumbnail's non-black pixels clipped to [0.05, 0.15] (saturation) or [0.06, 0.15] (OD): Otsu alone
+   would split the tissue in two on an image that is all tissue;
 4. morphological closing with a disk of ``closing_radius``, then holes up to ``max_hole_px`` filled
    and objects up to ``min_object_px`` removed (all sizes in thumbnail pixels).
 
@@ -33,8 +33,8 @@ from .slide import Slide, _resize, open_slide, read_region_parallel
 
 TISSUE_METHODS = ("saturation", "od")
 
-# Otsu's threshold is clipped to these bounds per feature: glass stays below the lower one on the
-# scanners we have seen (saturation <= 0.04, OD <= 0.05) and pale stroma lies above the upper one.
+# Otsu's threshold is clipped to these bounds per feature: glass stays below the lower one (at most
+# 0.04 saturation and 0.05 OD on the real test slides) and pale stroma lies above the upper one.
 _AUTO_THRESHOLD_RANGE = {"saturation": (0.05, 0.15), "od": (0.06, 0.15)}
 
 # pixels of a level read at once when a thumbnail is made from a large level (memory stays bounded)

@@ -120,7 +120,7 @@ class TissueCrops(Dataset):
 
     def __init__(
         self,
-        sources: Sequence[Path],
+        sources: Sequence[str | PathLike[str]],
         *,
         size: tuple[int, int],
         mpp: float | None,
@@ -197,7 +197,7 @@ class TissueCrops(Dataset):
                     raise ScoreNetInputError(
                         "records no microns per pixel; pass mpp=None to read at native resolution", path
                     )
-                scale = self.mpp / slide.mpp
+                scale = slide.mpp / self.mpp
                 if scale > 1:
                     log.warning(
                         "%s: scanned at %.3g um/px, coarser than the requested %.3g; its crops are upsampled",

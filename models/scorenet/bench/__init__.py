@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     learning.add_argument("--work-dir", type=Path, help="where the planted task and checkpoints go")
     learning.add_argument("--recipe", choices=["scratch", "paper"], help="training recipe (default scratch)")
     learning.add_argument("--task", choices=["kind", "amount"], help="planted task (default kind)")
+    learning.add_argument("--init", type=Path, help="start every run from these weights (scorenet pretrain)")
     learning.add_argument(
         "--resume", action="store_true", help="reuse runs finished earlier with the same settings"
     )

@@ -81,6 +81,8 @@ def options_from_args(args: argparse.Namespace) -> LearningOptions:
     for name in ("recipe", "task"):
         if getattr(args, name, None):
             setattr(options, name, getattr(args, name))
+    if getattr(args, "init", None):
+        options.train_overrides["init"] = str(args.init)
     options.resume = bool(getattr(args, "resume", False))
     options.collect = bool(getattr(args, "collect", False))
     unknown = sorted(set(options.mixes) - set(MIXES))
