@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     env = environment("cpu")
     learning = LearningOptions()
-    overrides = {**learning.model_overrides}
+    overrides = {**learning.model_overrides, **dict(args.override)}
     counts = dict(zip(("train", "val", "test"), args.counts, strict=True)) if args.counts else None
     density = probe_tasks.density_task(stride=args.stride)
     task_dir = probe_tasks.planted_task_dir(args.work_dir, counts, learning.task_seed, learning.task)

@@ -347,9 +347,9 @@ def model_from_pretrained(
     return model, load_init(model, path)
 
 
-def _is_pretrained_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` reads as a pre-trained file (anything else goes to ``load_checkpoint``, which
-    names the problem)."""
+def is_pretrained_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` reads as a pre-trained file (``scorenet-pretrained-1``: parts, no head); False
+    for anything else, including unreadable files, so that ``load_checkpoint`` names the problem."""
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
 
@@ -386,7 +386,7 @@ def probe_checkpoint(
 
     dev = resolve_device(device)
     class_names: list[str] | None
-    if _is_pretrained_file(checkpoint):
+    if is_pretrained_file(checkpoint):
         class_names = load_splits(data, split_csv=split_csv, val_fraction=0.0).class_names
         model, report = model_from_pretrained(checkpoint, len(class_names), seed=seed)
         init = report.to_json()
