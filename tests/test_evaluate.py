@@ -180,3 +180,17 @@ def test_summary_of_runs() -> None:
     assert partial["per_class_f1"]["b"] == pytest.approx(0.8) and partial["per_class_f1_std"]["b"] == 0
     none = summarize_runs([classification_metrics([0], [0], ["a", "b"])] * 2)
     assert none["per_class_f1"]["b"] is None and none["per_class_f1_std"]["b"] is None
+
+
+def test_cli_probes_pretrained_weights_and_refuses_to_classify(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    from scorenet.cli import main
+
+    path = tmp_path / "pretrained.safetensors"
+    save_pretrained(build_model("scorenet_4_1", 1, **SMALL), path, ["local_vit"])
+    args = ["eval", str(demo_root), "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--folds", "4"]
+    assert main(args) == 2  # no classifier head: only --probe makes sense
+    assert main([*args, "--probe"]) == 0
+    probe = json.loads((tmp_path / "out" / "probe.json").read_text())
+    assert probe["init"]["loaded"] == ["local_vit"] and not (tmp_path / "out" / "metrics.json").exists()

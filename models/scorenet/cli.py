@@ -203,16 +203,23 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint, probe_checkpoint, summarize_runs
+    from .evaluate import evaluate_checkpoint, is_pretrained_file, probe_checkpoint, summarize_runs
     from .io import atomic_write
 
     options = {"device": args.device, "split": args.split, "split_csv": args.split_csv}
-    runs = [evaluate_checkpoint(args.data, c, batch_size=args.batch_size, **options) for c in args.checkpoint]
-    metrics = runs[0] if len(runs) == 1 else summarize_runs(runs)
-    atomic_write(args.out / "metrics.json", json.dumps(metrics, indent=2))
-    summary = {k: metrics[k] for k in ("weighted_f1", "accuracy", "per_class_f1") if k in metrics}
-    summary.update({k: metrics[k] for k in ("weighted_f1_std", "accuracy_std", "num_runs") if k in metrics})
-    summary.update(split=runs[0]["split"], num_images=runs[0]["num_images"])
+    # pre-trained weights have no classifier: they can only be probed
+    full = [c for c in args.checkpoint if not is_pretrained_file(c)]
+    if len(full) < len(args.checkpoint) and not args.probe:
+        raise ScoreNetInputError("pre-trained weights have no classifier head; evaluate them with --probe")
+    summary: dict[str, Any] = {}
+    if full:
+        runs = [evaluate_checkpoint(args.data, c, batch_size=args.batch_size, **options) for c in full]
+        metrics = runs[0] if len(runs) == 1 else summarize_runs(runs)
+        atomic_write(args.out / "metrics.json", json.dumps(metrics, indent=2))
+        summary = {k: metrics[k] for k in ("weighted_f1", "accuracy", "per_class_f1") if k in metrics}
+        spread = ("weighted_f1_std", "accuracy_std", "num_runs")
+        summary.update({k: metrics[k] for k in spread if k in metrics})
+        summary.update(split=runs[0]["split"], num_images=runs[0]["num_images"])
     if args.probe:
         probes = [probe_checkpoint(args.data, c, folds=args.folds, **options) for c in args.checkpoint]
         atomic_write(args.out / "probe.json", json.dumps(probes[0] if len(probes) == 1 else probes, indent=2))
