@@ -44,13 +44,19 @@ def slide_layer_data(path: str | Path) -> LayerData:
 
 
 def read_slide(path: str | list[str]) -> list[LayerData]:
-    """Read a slide for napari; an unreadable file gives a notification naming it, not a traceback."""
-    from napari.utils.notifications import show_error
+    """Read a slide for napari; an unreadable file gives a notification naming it, not a traceback.
+
+    The slide's notes (a greyscale image shown as RGB) become warning notifications.
+    """
+    from napari.utils.notifications import show_error, show_warning
 
     if isinstance(path, list):
         path = path[0]
     try:
-        return [slide_layer_data(path)]
+        layer = slide_layer_data(path)
     except ScoreNetInputError as err:
         show_error(str(err))
         return _NOTHING
+    for note in layer[1]["metadata"]["notes"]:
+        show_warning(note)
+    return [layer]

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -475,6 +476,7 @@ def pretrain(
                 config.teacher_temp,
             )
             sums: dict[str, float] = {}
+            started = time.perf_counter()
             for step, batch in enumerate(loader, start=1):
                 if should_stop is not None and should_stop():
                     raise KeyboardInterrupt
@@ -526,6 +528,7 @@ def pretrain(
                 "lr": lr_schedule[it],
                 "teacher_temp": temp,
                 "teacher_momentum": momentum_schedule[it],
+                "seconds": time.perf_counter() - started,
             }
             row.update({k: v / steps for k, v in sums.items()})
             history.append(row)

@@ -56,7 +56,7 @@ def slide_pyramid(slide: Slide, target_chunk: int = DEFAULT_CHUNK) -> list[da.Ar
                 reader,
                 chunks=(rows, cols, 3),
                 name=f"slide-{id(slide):x}-level-{level}",
-                lock=False,  # OpenSlide handles are thread-safe
+                lock=False,  # Slide reads are thread-safe (OpenSlide handles, and plain_image by design)
                 asarray=False,
                 fancy=False,
                 meta=np.empty((0, 0, 0), dtype=np.uint8),

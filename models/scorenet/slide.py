@@ -1,9 +1,10 @@
 """Whole-slide images and plain images behind one small API, read as RGB numpy arrays.
 
-OpenSlide reads the pyramid formats; plain images (png, jpg, untiled tif) are opened through
-OpenSlide's ``ImageSlide`` so both share one code path. OpenSlide returns RGBA in which alpha 0 marks
-pixels outside the scanned area; they are composited on white, the colour of an empty glass slide.
-This module imports no torch, Qt or napari.
+OpenSlide reads the slide formats and tiled 8-bit RGB TIFFs; plain images (png, jpg, other tif) are
+``plain_image.PlainImageSlide``, decoded once with any bit depth mapped to 8 bits by one documented rule.
+Both have the same API. OpenSlide returns RGBA in which alpha 0 marks pixels outside the scanned area;
+they are composited on white, the colour of an empty glass slide. This module imports no torch, Qt or
+napari.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import openslide
-from PIL import Image, UnidentifiedImageError
 
 from .errors import ScoreNetInputError
 
@@ -78,11 +78,15 @@ class Slide:
 
     Coordinates are level-0 pixels ``(x, y)``; sizes are ``(width, height)`` as in OpenSlide.
     Reads are thread-safe (OpenSlide handles are), so dask and napari may read chunks in parallel.
+    ``notes`` holds one-line warnings about how the pixels were converted (greyscale shown as RGB).
     """
+
+    notes: tuple[str, ...] = ()
 
     def __init__(self, path: Path, handle: openslide.AbstractSlide) -> None:
         self.path = path
         self._handle = handle
+        self._banded_reads = isinstance(handle, openslide.OpenSlide)  # see read_region_parallel
         props = handle.properties
         self.level_count: int = handle.level_count
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(handle.level_dimensions)
@@ -142,6 +146,7 @@ class Slide:
             "level_dimensions": [list(d) for d in self.level_dimensions],
             "vendor": self.vendor,
             "associated_images": list(self.associated_images),
+            "notes": list(self.notes),
         }
 
     def close(self) -> None:
@@ -194,8 +199,13 @@ def _check_tiff_complete(path: Path) -> None:
         quiet.level = level
 
 
-def open_slide(path: str | PathLike[str]) -> Slide:
-    """Open a whole-slide image (any OpenSlide format) or a plain image; errors name the file."""
+def open_slide(path: str | PathLike[str], *, percentiles: tuple[float, float] | None = None) -> Slide:
+    """Open a whole-slide image (any OpenSlide format) or a plain image; errors name the file.
+
+    Plain images with more than 8 bits per sample map to 8 bits over the full range of their sample
+    type, or with ``percentiles=(low, high)`` over those percentiles of their values (see
+    ``plain_image.to_uint8``); slides read by OpenSlide are 8-bit and ignore it.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise ScoreNetInputError("no such file", path)
@@ -210,27 +220,42 @@ def open_slide(path: str | PathLike[str]) -> Slide:
         )
     if suffix in _TIFF_BASED:
         _check_tiff_complete(path)
+    if suffix in IMAGE_SUFFIXES and not _is_openslide_tiff(path):
+        from .plain_image import open_plain_image
+
+        return open_plain_image(path, percentiles)
     try:
         handle: openslide.AbstractSlide = openslide.OpenSlide(path)
     except openslide.OpenSlideUnsupportedFormatError:
-        if suffix not in IMAGE_SUFFIXES:
-            raise ScoreNetInputError(
-                "OpenSlide cannot read this file: it is truncated, corrupt or not a supported slide format",
-                path,
-            ) from None
-        handle = _open_plain_image(path)
+        raise ScoreNetInputError(
+            "OpenSlide cannot read this file: it is truncated, corrupt or not a supported slide format",
+            path,
+        ) from None
     except openslide.OpenSlideError as err:
         raise ScoreNetInputError(f"the slide is corrupt or truncated ({err})", path) from None
     return Slide(path, handle)
 
 
-def _open_plain_image(path: Path) -> openslide.ImageSlide:
+def _is_openslide_tiff(path: Path) -> bool:
+    """Whether OpenSlide reads this .tif/.tiff: a vendor format, or a tiled TIFF of 8-bit RGB(A).
+
+    OpenSlide also opens tiled TIFFs of grey, 16-bit or 1-bit samples as generic TIFF, but keeps only
+    the high byte of 16-bit samples and fails on float and 1-bit ones: those are plain images.
+    """
+    import tifffile
+
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
     try:
-        with Image.open(path) as probe:
-            probe.verify()  # header and structure, without decoding the pixels
-        return openslide.ImageSlide(path)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ScoreNetInputError(f"not a readable image ({err})", path) from None
+        vendor = openslide.OpenSlide.detect_format(path)
+    except openslide.OpenSlideError:
+        return False
+    if vendor != "generic-tiff":
+        return vendor is not None
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        rgb = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+        return page.dtype == np.uint8 and page.photometric in rgb and page.samplesperpixel in (3, 4)
 
 
 @dataclass(frozen=True)
@@ -324,10 +349,9 @@ def read_region_parallel(
     downsample = slide.level_downsamples[level]
     tile_h = slide.tile_size(level)[1] or 256
     workers = min(4, os.cpu_count() or 1)
-    # Pillow-backed plain images decode lazily and are not safe to load from several threads
-    threadsafe = isinstance(slide._handle, openslide.OpenSlide)
+    # in-memory plain images gain nothing from bands (a read is a copy)
     small = width * height < min_pixels or height <= 2 * tile_h
-    if not threadsafe or small or workers < 2 or downsample != round(downsample):
+    if not slide._banded_reads or small or workers < 2 or downsample != round(downsample):
         return slide.read_region(location, level, size)
     x, y = location
     top = y / downsample  # the region's first row, in pixels of the level
