@@ -69,7 +69,11 @@ def test_modular_pretraining_writes_loadable_weights_of_both_vits(slides_dir, tm
 
 def test_unbiased_pretraining_moves_the_scorer_through_the_selection(slides_dir, tmp_path):
     """The scorer's only path to the loss is the perturbed top-K: its weights must move."""
-    result = pretrain(_config(slides_dir, tmp_path, mode="unbiased", epochs=1, image_size=(384, 512)))
+    result = pretrain(_config(slides_dir, tmp_path, mode="unbiased", image_size=(384, 512)))
+    # the untrained scorer explores as in the scratch recipe: min-max scores, sigma 0.5 decayed to 0
+    assert result.model.config.score_scaling == "minmax" and result.model.config.sigma == 0.5
+    sigmas = [row["sigma"] for row in result.history]
+    assert sigmas == pytest.approx([0.375, 0.125])  # 4 steps: sigma * (1 - step / 4) at steps 1 and 3
     saved = load_file(str(result.weights))
     assert sorted(read_pretrained_info(result.weights).parts) == ["global_encoder", "local_vit", "scorer"]
     fresh = _fresh(0).state_dict()

@@ -49,6 +49,7 @@ from .dino import (
 from .errors import ScoreNetInputError
 from .io import atomic_write
 from .model import ScoreNet, build_model
+from .recipes import RECIPES, SIGMA_SCHEDULES
 from .regions import downscale, gather_regions
 from .tissue import TissueParams
 from .train import (
@@ -58,6 +59,7 @@ from .train import (
     _write_logs,
     load_training_state,
     save_training_state,
+    sigma_at,
 )
 from .unlabelled import TissueCrops, find_sources
 
@@ -86,6 +88,10 @@ class PretrainConfig:
     part: str = "both"  # modular only: "scorer", "local" or "both"
     model: str = "scorenet_4_1"
     overrides: dict[str, Any] = field(default_factory=dict)
+    # unbiased mode: the scorer starts untrained, so its selection explores as in the scratch training
+    # recipe (min-max scores, sigma 0.5 decayed linearly); ``overrides`` may set other values
+    selection: dict[str, Any] = field(default_factory=lambda: dict(RECIPES["scratch"]["overrides"]))
+    sigma_schedule: str = RECIPES["scratch"]["sigma_schedule"]
     epochs: int = 100
     samples_per_epoch: int = 1024
     batch_size: int = 16
@@ -135,6 +141,11 @@ class PretrainConfig:
             return ["scorer", "local_vit", "global_encoder"]
         return list(self.branches)
 
+    @property
+    def model_overrides(self) -> dict[str, Any]:
+        """ScoreNet config fields of the run: the selection's (unbiased mode), then ``overrides``."""
+        return {**(self.selection if self.mode == "unbiased" else {}), **self.overrides}
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(
@@ -179,6 +190,7 @@ class PretrainConfig:
             (self.local_crops >= 0, "local crops must be >= 0"),
             (self.mpp is None or self.mpp > 0, f"mpp must be > 0, got {self.mpp}"),
             (0 <= self.min_tissue <= 1, "min tissue must lie in [0, 1]"),
+            (self.sigma_schedule in SIGMA_SCHEDULES, f"sigma schedule must be one of {SIGMA_SCHEDULES}"),
             (not self.sources == [], "give at least one slide, image or folder to pre-train on"),
         ]
         for ok, message in problems:
@@ -186,7 +198,7 @@ class PretrainConfig:
                 raise ScoreNetInputError(message)
         try:
             TissueParams(**self.tissue)
-            model_config = ScoreNetConfig(**{**MODEL_CONFIGS[self.model], **self.overrides})
+            model_config = ScoreNetConfig(**{**MODEL_CONFIGS[self.model], **self.model_overrides})
         except (TypeError, ValueError) as err:
             raise ScoreNetInputError(f"bad option ({err})") from err
         find_sources(self.sources)  # a missing or empty source fails here, before a model is built
@@ -393,7 +405,7 @@ def pretrain(
     device = _device(config)
     world = _init_distributed(device)
     torch.manual_seed(config.seed)  # the same initial student and teacher in every process
-    model = build_model(config.model, 1, **config.overrides).to(device)
+    model = build_model(config.model, 1, **config.model_overrides).to(device)
     cfg = model.config
     if config.init is not None:
         from .pretrained import load_init
@@ -481,6 +493,7 @@ def pretrain(
                 if should_stop is not None and should_stop():
                     raise KeyboardInterrupt
                 it = epoch * steps + step - 1
+                model.sigma = sigma_at(it, total, cfg.sigma, config.sigma_schedule)
                 for i, group in enumerate(optimizer.param_groups):
                     group["lr"] = lr_schedule[it]
                     if i == 0:
@@ -530,6 +543,8 @@ def pretrain(
                 "teacher_momentum": momentum_schedule[it],
                 "seconds": time.perf_counter() - started,
             }
+            if config.mode == "unbiased":
+                row["sigma"] = model.sigma  # the selection's noise at the epoch's last step
             row.update({k: v / steps for k, v in sums.items()})
             history.append(row)
             collapsed = detect_collapse_all(history, config)
@@ -576,9 +591,9 @@ def detect_collapse_all(history: Sequence[dict[str, Any]], config: PretrainConfi
 
 
 # options a resumed run must share with the saved one
-RESUME_KEYS = ("mode", "part", "model", "overrides", "epochs", "samples_per_epoch", "batch_size", "lr",
-               "seed", "out_dim", "hidden_dim", "bottleneck_dim", "local_crops", "image_size", "mpp",
-               "sources", "init")  # fmt: skip
+RESUME_KEYS = ("mode", "part", "model", "overrides", "selection", "sigma_schedule", "epochs",
+               "samples_per_epoch", "batch_size", "lr", "seed", "out_dim", "hidden_dim", "bottleneck_dim",
+               "local_crops", "image_size", "mpp", "sources", "init")  # fmt: skip
 
 
 def _run_options(config: PretrainConfig) -> str:
