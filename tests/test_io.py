@@ -34,3 +34,20 @@ def test_written_files_get_ordinary_permissions_not_private_temp_ones(tmp_path):
     kept.chmod(0o640)
     atomic_write(kept, "y")
     assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "y"
+
+
+def test_checkpoints_get_the_same_permissions_as_every_other_file(tmp_path):
+    """safetensors writes a file of its own in place of the temporary one: the mode must survive."""
+    import stat
+
+    from scorenet.checkpoint import save_checkpoint
+    from scorenet.io import _FILE_MODE
+    from scorenet.model import build_model
+    from scorenet.pretrained import save_pretrained
+    from small_model import SMALL
+
+    model = build_model("scorenet_4_1", 2, **SMALL)
+    save_checkpoint(model, tmp_path / "model.safetensors", ["a", "b"])
+    save_pretrained(model, tmp_path / "pretrained.safetensors", ["scorer"])
+    for name in ("model.safetensors", "pretrained.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == _FILE_MODE, name

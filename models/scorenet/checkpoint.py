@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from . import __version__
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .errors import CheckpointError
+from .io import atomic_path
 from .model import ScoreNet
 
 FORMAT = "scorenet-checkpoint-1"
@@ -54,15 +54,8 @@ def save_checkpoint(
         "metadata": json.dumps(metadata or {}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:

@@ -26,9 +26,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else _FILE_MODE)
+    mode = path.stat().st_mode & 0o777 if path.exists() else _FILE_MODE
     try:
         yield tmp_path
+        # after the block: a writer may replace the temporary file (safetensors does), losing its mode
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
