@@ -154,6 +154,14 @@ def test_real_tile_read_on_many_threads_equals_pillow(tiles_dir: Path, name: str
         assert np.array_equal(read_roi(slide, 0, 0, *slide.dimensions).image, reference)
 
 
+def test_16_bit_copy_of_a_real_tile_reads_as_the_tile(tiles_dir: Path, tmp_path: Path):
+    # v * 257 spans 0..65535 exactly as v spans 0..255: the rule must give the 8-bit tile back
+    reference = _pillow_rgb(tiles_dir / "hgsc_nest.jpg")
+    tifffile.imwrite(tmp_path / "nest16.tif", reference.astype(np.uint16) * 257, photometric="rgb")
+    with open_slide(tmp_path / "nest16.tif") as slide:
+        assert np.array_equal(_threaded(slide_pyramid(slide)[0], times=3)[2], reference)
+
+
 @pytest.mark.gui
 def test_real_tile_opens_in_napari_and_reads_on_its_threads(make_napari_viewer, tiles_dir: Path):
     path = tiles_dir / "hgsc_nest.jpg"
@@ -179,6 +187,7 @@ def test_open_time_of_a_real_tile(tiles_dir: Path):
 # ---- every mode and bit depth ----------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. NaN cast to uint8, which is undefined
 @pytest.mark.parametrize("case", CASES)
 def test_mode_and_bit_depth_read_by_the_rule(tmp_path: Path, case: str):
     path, expected = _case(case, tmp_path)
@@ -190,6 +199,33 @@ def test_mode_and_bit_depth_read_by_the_rule(tmp_path: Path, case: str):
             np.testing.assert_array_equal(pixels, expected)
         inner = read_roi(slide, 517, 203, 300, 400).image  # a region across chunk borders
         np.testing.assert_array_equal(inner, expected[203:603, 517:817])
+
+
+def test_lzw_tiff_without_imagecodecs_is_decoded_whole_by_pillow(tmp_path: Path, monkeypatch):
+    # LZW, the most common TIFF compression (Pillow's), needs imagecodecs in tifffile: without it a
+    # small image is decoded by Pillow, a large one refused (it would have to be decoded whole)
+    try:
+        import imagecodecs  # noqa: F401
+
+        has_codecs = True
+    except ImportError:
+        has_codecs = False
+    rng = np.random.default_rng(9)
+    rgb = _spanning(rng, (300, 400, 3), np.uint8)
+    grey = _spanning(rng, (300, 400), np.uint16)
+    Image.fromarray(rgb).save(tmp_path / "rgb.tif", compression="tiff_lzw")
+    Image.fromarray(grey).save(tmp_path / "grey.tif", compression="tiff_lzw")
+    for name, expected in [("rgb.tif", rgb), ("grey.tif", _grey3(_full_range_16(grey)))]:
+        with open_slide(tmp_path / name) as slide:
+            assert slide.properties["scorenet.decoder"] == ("tifffile" if has_codecs else "pillow")
+            np.testing.assert_array_equal(slide.read_region((0, 0), 0, (400, 300)), expected)
+    monkeypatch.setattr(plain_image, "LAZY_TIFF_PIXELS", 0)
+    if has_codecs:
+        with open_slide(tmp_path / "rgb.tif") as slide:
+            np.testing.assert_array_equal(slide.read_region((0, 0), 0, (400, 300)), rgb)
+    else:
+        with pytest.raises(ScoreNetInputError, match="imagecodecs.*it is not decoded whole"):
+            open_slide(tmp_path / "rgb.tif")
 
 
 def test_float_values_outside_0_1_are_noted(tmp_path: Path):
@@ -305,12 +341,17 @@ def test_images_too_large_to_decode_are_refused_before_decoding(tiles_dir: Path,
 # ---- pyramids --------------------------------------------------------------------------------------
 
 
+def _mean_of_2x2(image: np.ndarray) -> np.ndarray:
+    """The documented rule in numpy: the mean of each 2 x 2 block, rounded half up; odd edges dropped."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    blocks = image[: 2 * h, : 2 * w].astype(np.int64).reshape(h, 2, w, 2, -1).sum(axis=(1, 3))
+    return ((blocks + 2) // 4).astype(np.uint8)
+
+
 def test_halve_is_the_rounded_mean_of_2x2_blocks():
     image = np.random.default_rng(2).integers(0, 256, (201, 303, 3), dtype=np.uint8)
-    blocks = image[:200, :302].astype(np.int64).reshape(100, 2, 151, 2, 3).sum(axis=(1, 3))
-    assert np.array_equal(halve(image), ((blocks + 2) // 4).astype(np.uint8))
-    grey = image[..., :1]
-    assert np.array_equal(halve(grey), halve(image)[..., :1])
+    assert np.array_equal(halve(image), _mean_of_2x2(image))
+    assert np.array_equal(halve(image[..., :1]), _mean_of_2x2(image[..., :1]))
 
 
 def test_large_plain_image_gets_a_lazily_built_pyramid(tiles_dir: Path, monkeypatch):
@@ -321,15 +362,32 @@ def test_large_plain_image_gets_a_lazily_built_pyramid(tiles_dir: Path, monkeypa
         assert slide.level_dimensions == ((1500, 1500), (750, 750)) and slide.level_downsamples == (1.0, 2.0)
         assert slide._levels[1] is None  # built on first use
         level0, level1 = slide_pyramid(slide)
-        assert np.array_equal(_threaded(level1, times=1)[0], halve(reference))
+        assert np.array_equal(_threaded(level1, times=1)[0], _mean_of_2x2(reference))
         assert np.array_equal(_threaded(level0, times=1)[0], reference)
         # read_region at level 1 takes its location in level-0 pixels, as OpenSlide
-        assert np.array_equal(slide.read_region((200, 100), 1, (50, 40)), halve(reference)[50:90, 100:150])
+        part = slide.read_region((200, 100), 1, (50, 40))
+        assert np.array_equal(part, _mean_of_2x2(reference)[50:90, 100:150])
 
 
-def test_lazy_and_in_memory_reads_of_one_tiff_agree_on_every_level(tmp_path: Path, monkeypatch):
+STORAGE = {
+    "tiled, zlib": {"tile": (256, 256), "compression": "zlib"},
+    "separate planes in strips, zlib, big-endian": {
+        "planarconfig": "separate",
+        "rowsperstrip": 64,
+        "compression": "zlib",
+        "byteorder": ">",
+    },
+    "uncompressed (memory-mapped)": {},
+}
+
+
+@pytest.mark.parametrize("storage", STORAGE)
+def test_lazy_and_in_memory_reads_of_one_tiff_agree_on_every_level(tmp_path: Path, monkeypatch, storage: str):
     path, expected = _case("16-bit rgb tiff", tmp_path)
-    tifffile.imwrite(path, tifffile.imread(path), photometric="rgb", tile=(256, 256), compression="zlib")
+    rgb = tifffile.imread(path)
+    if STORAGE[storage].get("planarconfig") == "separate":
+        rgb = rgb.transpose(2, 0, 1)
+    tifffile.imwrite(path, rgb, photometric="rgb", **STORAGE[storage])
     monkeypatch.setattr(plain_image, "PYRAMID_MIN_SIDE", 600)
     with open_slide(path) as in_memory:
         assert in_memory.properties["scorenet.decoder"] == "tifffile"
@@ -338,7 +396,8 @@ def test_lazy_and_in_memory_reads_of_one_tiff_agree_on_every_level(tmp_path: Pat
     monkeypatch.setattr(plain_image, "LAZY_TIFF_PIXELS", 0)
     with open_slide(path) as lazy:
         assert lazy.properties["scorenet.decoder"] == "tifffile, region by region"
-        assert lazy.tile_size(0) == (256, 256)
+        assert lazy.tile_size(0) == STORAGE[storage].get("tile", (0, 0))[::-1]
+        assert (lazy._regions._memmap is not None) == (storage == "uncompressed (memory-mapped)")
         for level, array in zip(levels, slide_pyramid(lazy), strict=True):
             assert np.array_equal(_threaded(array, times=2)[1], level)
 

@@ -269,6 +269,9 @@ def _decode_with_pillow(path: Path) -> tuple[np.ndarray, _Layout, str]:
 
 def _pillow_samples(image: Image.Image, png: tuple[int, int, int, int] | None) -> tuple[np.ndarray, _Layout]:
     mode = image.mode
+    if mode in ("L", "RGB") and "transparency" in image.info:  # a PNG colour key: transparent pixels
+        image = image.convert("LA" if mode == "L" else "RGBA")
+        mode = image.mode
     if mode in ("1", "L", "F") or mode.startswith("I;16"):
         grey = np.asarray(image)
         if grey.dtype.byteorder not in ("=", "|"):
@@ -334,7 +337,7 @@ class _TiffRegions:
         import tifffile
 
         self.path, self._tif, self._page, self.layout = path, tif, page, layout
-        separate, depth, height, width, contig = page.shaped
+        separate, _, height, width, contig = page.shaped
         self.shape = (height, width)
         self.tile_size = (page.tilewidth, page.tilelength) if page.is_tiled else (0, 0)
         self._lock = threading.Lock()
@@ -501,6 +504,8 @@ class PlainImageSlide(Slide):
 
     def _level(self, level: int) -> np.ndarray:
         """An in-memory level, built from the one above on first use."""
+        if self._levels[0] is None:
+            raise ValueError(f"{self.path}: the image is closed")
         if self._levels[level] is None:
             with self._lock:
                 for k in range(1, level + 1):
@@ -611,25 +616,12 @@ def _open_tiff(path: Path, percentiles: tuple[float, float] | None) -> PlainImag
         raise ScoreNetInputError("a volumetric TIFF (depth > 1): not an image ScoreNet reads", path)
     layout = _tiff_layout(page)
     width, height = page.imagewidth, page.imagelength
-    if layout is not None and width * height > LAZY_TIFF_PIXELS:
+    if width * height > LAZY_TIFF_PIXELS:
         try:
-            regions = _TiffRegions(path, tif, page, layout)
-        except _DECODE_ERRORS as err:
-            tif.close()
-            raise ScoreNetInputError(
-                f"cannot read this large TIFF region by region ({err}); it is not decoded whole", path
-            ) from None
-        except ScoreNetInputError:
+            return _open_lazy_tiff(path, tif, page, layout, percentiles)
+        except BaseException:
             tif.close()
             raise
-        if percentiles is None:
-            colour_type = layout.colormap.dtype if layout.colormap is not None else page.dtype
-            layout.value_range = sample_range(colour_type, layout.colour_bits)
-        else:
-            sample = np.concatenate(regions.sample_blocks())
-            layout.value_range = intensity_range(sample, percentiles, bits=layout.colour_bits)
-        properties = _properties("tifffile, region by region", page.dtype, layout)
-        return PlainImageSlide(path, regions=regions, properties=properties, notes=_notes(path, layout, None))
     try:
         samples = _page_samples(page, page.asarray()) if layout is not None else None
     except _DECODE_ERRORS:
@@ -638,13 +630,37 @@ def _open_tiff(path: Path, percentiles: tuple[float, float] | None) -> PlainImag
         tif.close()
     if samples is not None:
         return _in_memory(path, samples, layout, "tifffile", percentiles)
-    _check_size(path, width, height)
     if page.samplesperpixel >= 3 and page.bitspersample > 8:
+        _check_size(path, width, height)
         samples, layout = _decode_with_opencv(path, grey=False)
         decoder = "opencv"
     else:
         samples, layout, decoder = _decode_with_pillow(path)
     return _in_memory(path, samples, layout, decoder, percentiles)
+
+
+def _open_lazy_tiff(
+    path: Path, tif, page, layout: _Layout | None, percentiles: tuple[float, float] | None
+) -> PlainImageSlide:
+    """A TIFF too large to decode whole, read region by region; refused when tifffile cannot do that."""
+    try:
+        if layout is None:
+            raise ValueError(f"{page.photometric.name} colour with {page.samplesperpixel} samples per pixel")
+        regions = _TiffRegions(path, tif, page, layout)
+        if percentiles is None:
+            colour_type = layout.colormap.dtype if layout.colormap is not None else page.dtype
+            layout.value_range = sample_range(colour_type, layout.colour_bits)
+        else:
+            sample = np.concatenate(regions.sample_blocks())
+            layout.value_range = intensity_range(sample, percentiles, bits=layout.colour_bits)
+    except _DECODE_ERRORS as err:
+        raise ScoreNetInputError(
+            f"cannot read this large TIFF ({page.imagewidth} x {page.imagelength} pixels) region by region "
+            f"({err}); it is not decoded whole",
+            path,
+        ) from None
+    properties = _properties("tifffile, region by region", page.dtype, layout)
+    return PlainImageSlide(path, regions=regions, properties=properties, notes=_notes(path, layout, None))
 
 
 def open_plain_image(path: Path, percentiles: tuple[float, float] | None = None) -> PlainImageSlide:
