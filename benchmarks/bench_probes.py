@@ -35,6 +35,7 @@ import torch
 from scorenet.bench import probe_tasks
 from scorenet.bench.learning import LearningOptions
 from scorenet.bench.report import command_line, environment, format_table, write_result
+from scorenet.cli import parse_override
 from scorenet.config import MODEL_CONFIGS, ScoreNetConfig
 from scorenet.data import load_splits
 from scorenet.evaluate import extract_features, heldout_probes, model_from_pretrained, seeded_model
@@ -42,17 +43,6 @@ from scorenet.model import ScoreNet
 from scorenet.pretrained import read_pretrained_info
 
 METRICS = ("accuracy", "weighted_f1")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, lists), else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 @torch.inference_mode()

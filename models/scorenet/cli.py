@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with a JSON value (numbers, true/false) or a plain string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -96,7 +96,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
-        type=_override,
+        type=parse_override,
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log data counts and progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     _add_train(sub)
-    add_pretrain(sub, _override)
+    add_pretrain(sub, parse_override)
     _add_eval(sub)
     _add_score(sub)
     _add_bench(sub)

@@ -16,6 +16,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .layers.init import init_linear
+
 
 class DINOHead(nn.Module):
     """MLP projection (GELU) to an L2-normalised bottleneck, then a weight-normalised linear layer."""
@@ -37,20 +39,13 @@ class DINOHead(nn.Module):
             if i < len(dims) - 2:
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
-        self.apply(self._init_weights)
+        self.apply(init_linear)
         self.last_layer = nn.utils.parametrizations.weight_norm(
             nn.Linear(bottleneck_dim, out_dim, bias=False)
         )
         self.last_layer.parametrizations.weight.original0.data.fill_(1.0)
         # DINO fixes the weight norm's magnitude: it keeps the training stable for small batches
         self.last_layer.parametrizations.weight.original0.requires_grad = not norm_last_layer
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))

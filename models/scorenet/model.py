@@ -11,6 +11,7 @@ from torch import nn
 from . import _compat  # noqa: F401  (must precede timm)
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .layers import ClsEncoder, CpvtGapViT
+from .layers.init import init_linear
 from .regions import downscale, fit_to_grid, gather_regions, grid_size, region_boxes, soft_regions
 from .topk import hard_topk, perturbed_topk
 
@@ -80,16 +81,9 @@ class ScoreNet(nn.Module):
         self.head = nn.Linear(config.feature_dim, config.num_classes)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
-        self.apply(self._init_weights)
+        self.apply(init_linear)
         # the perturbed top-K noise; a training schedule may change it (not part of the weights)
         self.sigma = config.sigma
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     def grid_size(self, h: int, w: int) -> tuple[int, int]:
         """Region grid (gh, gw) used for an input of h x w pixels (also the distribution's shape)."""

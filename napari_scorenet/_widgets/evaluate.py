@@ -10,8 +10,6 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -22,6 +20,7 @@ from scorenet.evaluate import Stopped, evaluate_checkpoint
 from scorenet.io import atomic_write
 
 from ._folders import PathPicker, readable_folder
+from ._form import DEVICES, stack_form
 from ._plots import ClassBars, confusion_table
 from ._workers import default_checkpoint_path, missing_checkpoint_message, relay_progress
 
@@ -37,12 +36,13 @@ class EvaluateWidget(QWidget):
         self.saved: Path | None = None
         self._stop = False
         self.data = PathPicker()
-        self.checkpoint = PathPicker(str(default_checkpoint_path()), folder=False,
-                                     name_filter="safetensors (*.safetensors)")
+        self.checkpoint = PathPicker(
+            str(default_checkpoint_path()), folder=False, name_filter="safetensors (*.safetensors)"
+        )
         self.split = QComboBox()
         self.split.addItems(["default", "test", "val", "train"])
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(DEVICES)
         self.out = PathPicker()
         self.out.edit.setPlaceholderText("metrics JSON folder (default: beside the checkpoint)")
         self.start_button = QPushButton("Evaluate", clicked=self.run)
@@ -53,19 +53,10 @@ class EvaluateWidget(QWidget):
         self.f1 = ClassBars()
         self.matrix_box = QVBoxLayout()
 
-        form = QFormLayout()
-        for name, w in (("Data folder", self.data), ("Checkpoint", self.checkpoint), ("Split", self.split),
-                        ("Device", self.device), ("Save to", self.out)):
-            form.addRow(name, w)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        for w in (self.bar, self.summary, self.f1):
-            layout.addWidget(w)
-        layout.addLayout(self.matrix_box)
+        rows = (("Data folder", self.data), ("Checkpoint", self.checkpoint), ("Split", self.split),
+                ("Device", self.device), ("Save to", self.out))  # fmt: skip
+        below = (self.bar, self.summary, self.f1, self.matrix_box)
+        stack_form(self, rows, (self.start_button, self.cancel_button), below)
 
     def run(self) -> None:
         try:
@@ -90,8 +81,16 @@ class EvaluateWidget(QWidget):
 
     @thread_worker
     def _evaluate(self, data, checkpoint, split, device):
-        return (yield from relay_progress(evaluate_checkpoint, data=data, checkpoint=checkpoint, split=split,
-                                          device=device, should_stop=lambda: self._stop))
+        return (
+            yield from relay_progress(
+                evaluate_checkpoint,
+                data=data,
+                checkpoint=checkpoint,
+                split=split,
+                device=device,
+                should_stop=lambda: self._stop,
+            )
+        )
 
     def cancel(self) -> None:
         """Stop between batches; nothing is saved."""
@@ -112,9 +111,11 @@ class EvaluateWidget(QWidget):
         self.metrics = metrics
         names = metrics["class_names"]
         absent = [n for n in names if metrics["per_class_f1"][n] is None]  # no images: no F1
-        self.summary.setText(f"{metrics['num_images']} images ({metrics['split']}): weighted F1 "
-                             f"{metrics['weighted_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
-                             + (f"; no images of {', '.join(absent)}" if absent else ""))
+        self.summary.setText(
+            f"{metrics['num_images']} images ({metrics['split']}): weighted F1 "
+            f"{metrics['weighted_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
+            + (f"; no images of {', '.join(absent)}" if absent else "")
+        )
         self.f1.set_values(names, [metrics["per_class_f1"][n] for n in names], " F1")
         while self.matrix_box.count():
             self.matrix_box.takeAt(0).widget().deleteLater()

@@ -10,13 +10,10 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from scorenet.config import MODEL_CONFIGS
@@ -24,6 +21,7 @@ from scorenet.recipes import RECIPES
 from scorenet.train import TrainConfig, train
 
 from ._folders import PathPicker, readable_folder
+from ._form import DEVICES, stack_form
 from ._plots import ClassBars, LinePlot
 from ._workers import relay_progress
 
@@ -61,7 +59,7 @@ class FinetuneWidget(QWidget):
         self.mix.setCurrentText("scoremix")
         self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=1.0)
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(DEVICES)
         self.start_button = QPushButton("Start", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -70,8 +68,7 @@ class FinetuneWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        form = QFormLayout()
-        for name, w in (
+        rows = (
             ("Data folder", self.data),
             ("Output folder", self.out),
             ("Model", self.model),
@@ -83,17 +80,10 @@ class FinetuneWidget(QWidget):
             ("Mixing", self.mix),
             ("Data fraction", self.fraction),
             ("Device", self.device),
-        ):
-            form.addRow(name, w)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        for part in (form, buttons):
-            layout.addLayout(part)
+        )
         plot_title = QLabel("Training loss / validation weighted F1")
-        for w in (self.bar, plot_title, self.plot, self.f1, self.status):
-            layout.addWidget(w)
+        below = (self.bar, plot_title, self.plot, self.f1, self.status)
+        stack_form(self, rows, (self.start_button, self.cancel_button), below)
 
     def config(self) -> TrainConfig:
         """The run described by the form; raises ScoreNetInputError for bad folders or options."""

@@ -11,15 +11,12 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from scorenet.config import MODEL_CONFIGS
@@ -27,6 +24,7 @@ from scorenet.pretrain import PRETRAIN_MODES, PRETRAIN_PARTS, PretrainConfig, Pr
 from scorenet.slide import SUPPORTED_SUFFIXES
 
 from ._folders import PathPicker, readable_folder
+from ._form import DEVICES, stack_form
 from ._plots import LinePlot
 from ._workers import relay_progress
 
@@ -79,7 +77,7 @@ class PretrainWidget(QWidget):
         self.mpp = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=3, singleStep=0.25)
         self.mpp.setSpecialValueText("each source's own")
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(DEVICES)
         self.start_button = QPushButton("Run", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -88,8 +86,7 @@ class PretrainWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        form = QFormLayout()
-        for name, w in (
+        rows = (
             ("Open slides", self.layers),
             ("Folder", self.folder),
             ("Output folder", self.out),
@@ -102,16 +99,9 @@ class PretrainWidget(QWidget):
             ("Local crops", self.local_crops),
             ("µm/px", self.mpp),
             ("Device", self.device),
-        ):
-            form.addRow(name, w)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        for part in (form, buttons):
-            layout.addLayout(part)
-        for w in (self.bar, QLabel("Pre-training loss (per step / epoch mean)"), self.plot, self.status):
-            layout.addWidget(w)
+        )
+        below = (self.bar, QLabel("Pre-training loss (per step / epoch mean)"), self.plot, self.status)
+        stack_form(self, rows, (self.start_button, self.cancel_button), below)
 
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)

@@ -27,6 +27,7 @@ from scorenet.errors import ScoreNetInputError
 from scorenet.inference import DEFAULT_MAX_PIXELS, Cancelled, check_roi, score_rois
 from scorenet.slide import open_slide
 
+from ._form import DEVICES
 from ._layers import roi_label, show_score, zoom_to_box
 from ._roi import roi_from_view, roi_whole_slide, rois_from_shapes
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
@@ -54,7 +55,7 @@ class ScoreRoIWidget(QWidget):
         self.checkpoint = QLineEdit(str(default_checkpoint_path()))
         browse = QPushButton("…", clicked=self._browse)
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(DEVICES)
         self.score_button = QPushButton("Score", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.status = QLabel("")
