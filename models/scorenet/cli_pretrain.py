@@ -38,6 +38,8 @@ def add_pretrain(sub: argparse._SubParsersAction, override: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default 5e-4 * batch / 256 (DINO)")
     p.add_argument("--teacher-temp", type=float, default=0.07, help="after its warm-up from 0.04 (DINO)")
+    p.add_argument("--teacher-momentum", type=float, default=0.996,
+                   help="teacher EMA momentum at the start, raised to 1 on a cosine (DINO)")  # fmt: skip
     p.add_argument("--local-crops", type=int, default=8, help="DINO local views per image (modular)")
     p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"),
                    help="unbiased mode: ScoreNet input size in pixels")  # fmt: skip
@@ -72,6 +74,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         tissue={k: v for k, v in tissue.items() if v is not None}, min_tissue=args.min_tissue,
         seed=args.seed, device=args.device, amp=not args.no_amp, num_workers=args.workers,
         resume=args.resume, init=args.init, teacher_temp=args.teacher_temp,
+        momentum_teacher=args.teacher_momentum,
     )  # fmt: skip
     config.check()
     is_main = int(os.environ.get("RANK", "0")) == 0
