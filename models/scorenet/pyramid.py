@@ -31,7 +31,8 @@ class _LevelReader:
         rows, cols = key[0], key[1]
         y0, y1, _ = rows.indices(self.shape[0])
         x0, x1, _ = cols.indices(self.shape[1])
-        # read_region takes its location in level-0 pixels and its size in pixels of the level
+        # read_region takes its location in level-0 pixels and its size in pixels of the level; the
+        # tifffile backend maps round(x0 * ds) back to pixel x0 of the level exactly
         location = (round(x0 * self._downsample), round(y0 * self._downsample))
         tile = self.slide.read_region(location, self.level, (x1 - x0, y1 - y0))
         return tile[(slice(None), slice(None), *key[2:])] if len(key) > 2 else tile
@@ -56,7 +57,7 @@ def slide_pyramid(slide: Slide, target_chunk: int = DEFAULT_CHUNK) -> list[da.Ar
                 reader,
                 chunks=(rows, cols, 3),
                 name=f"slide-{id(slide):x}-level-{level}",
-                lock=False,  # Slide reads are thread-safe (OpenSlide handles, and plain_image by design)
+                lock=False,  # reads are thread-safe: OpenSlide handles; tiff_backend, plain_image by design
                 asarray=False,
                 fancy=False,
                 meta=np.empty((0, 0, 0), dtype=np.uint8),

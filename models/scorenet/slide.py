@@ -1,10 +1,11 @@
 """Whole-slide images and plain images behind one small API, read as RGB numpy arrays.
 
-OpenSlide reads the slide formats and tiled 8-bit RGB TIFFs; plain images (png, jpg, other tif) are
-``plain_image.PlainImageSlide``, decoded once with any bit depth mapped to 8 bits by one documented rule.
-Both have the same API. OpenSlide returns RGBA in which alpha 0 marks pixels outside the scanned area;
-they are composited on white, the colour of an empty glass slide. This module imports no torch, Qt or
-napari.
+OpenSlide opens the slide formats and tiled 8-bit RGB TIFFs and gives their metadata; the pixels of the
+TIFF-based ones are read by tifffile, every level exactly as stored (``tiff_backend``), the rest by
+OpenSlide. Plain images (png, jpg, other tif) are ``plain_image.PlainImageSlide``, decoded once with any
+bit depth mapped to 8 bits by one documented rule. All have the same API. OpenSlide returns RGBA in
+which alpha 0 marks pixels outside the scanned area; they are composited on white, the colour of an
+empty glass slide. This module imports no torch, Qt or napari.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ import functools
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import openslide
 
 from .errors import ScoreNetInputError
+
+if TYPE_CHECKING:
+    from .tiff_backend import TiffPixels
+
+log = logging.getLogger(__name__)
 
 # formats OpenSlide opens (DICOM: a folder's .dcm files, as OpenSlide supports them)
 SLIDE_SUFFIXES = (
@@ -82,10 +90,12 @@ class Slide:
     """
 
     notes: tuple[str, ...] = ()
+    _pixels: TiffPixels | None = None
 
-    def __init__(self, path: Path, handle: openslide.AbstractSlide) -> None:
+    def __init__(self, path: Path, handle: openslide.AbstractSlide, pixels: TiffPixels | None = None) -> None:
         self.path = path
         self._handle = handle
+        self._pixels = pixels  # the stored pixels of every level (tiff_backend), else OpenSlide reads
         self._banded_reads = isinstance(handle, openslide.OpenSlide)  # see read_region_parallel
         props = handle.properties
         self.level_count: int = handle.level_count
@@ -106,11 +116,20 @@ class Slide:
             )
             for i in range(self.level_count)
         )
+        if pixels is not None:
+            self._tile_sizes = pixels.tile_sizes
 
     @property
     def dimensions(self) -> tuple[int, int]:
         """Level-0 ``(width, height)``."""
         return self.level_dimensions[0]
+
+    @property
+    def backend(self) -> str:
+        """Who decodes the pixels: ``"tifffile"``, ``"openslide"`` or ``"image"`` (a plain image)."""
+        if self._pixels is not None:
+            return self._pixels.name
+        return "openslide" if isinstance(self._handle, openslide.OpenSlide) else "image"
 
     @property
     def properties(self) -> Mapping[str, str]:
@@ -127,7 +146,12 @@ class Slide:
         return max(candidates) if candidates else 0
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """Pixels of ``size`` (w, h) at ``level`` whose top-left is ``location`` in level 0, as RGB."""
+        """Pixels of ``size`` (w, h) at ``level`` whose top-left is ``location`` in level 0, as RGB.
+
+        With the tifffile backend, the stored pixels of the level from ``round(location / downsample)``.
+        """
+        if self._pixels is not None:
+            return self._pixels.read_region(location, level, size)
         try:
             rgba = self._handle.read_region(location, level, size)
         except openslide.OpenSlideError as err:
@@ -150,6 +174,8 @@ class Slide:
         }
 
     def close(self) -> None:
+        if self._pixels is not None:
+            self._pixels.close()
         self._handle.close()
 
     def __enter__(self) -> Slide:
@@ -199,13 +225,29 @@ def _check_tiff_complete(path: Path) -> None:
         quiet.level = level
 
 
-def open_slide(path: str | PathLike[str], *, percentiles: tuple[float, float] | None = None) -> Slide:
+BACKENDS = ("auto", "tifffile", "openslide")
+
+
+def open_slide(
+    path: str | PathLike[str],
+    *,
+    percentiles: tuple[float, float] | None = None,
+    backend: str = "auto",
+) -> Slide:
     """Open a whole-slide image (any OpenSlide format) or a plain image; errors name the file.
 
     Plain images with more than 8 bits per sample map to 8 bits over the full range of their sample
     type, or with ``percentiles=(low, high)`` over those percentiles of their values (see
-    ``plain_image.to_uint8``); slides read by OpenSlide are 8-bit and ignore it.
+    ``plain_image.to_uint8``); slides are 8-bit and ignore it.
+
+    ``backend`` chooses who decodes a slide's pixels: ``"auto"`` reads TIFF-family slides (svs, tif,
+    ndpi, ...) with tifffile, every level exactly as stored (``tiff_backend``), and the rest with
+    OpenSlide, which also takes over, with one warning, when tifffile lacks a codec; ``"tifffile"``
+    insists on tifffile; ``"openslide"`` reads everything with OpenSlide (coarse levels resampled).
+    The metadata is OpenSlide's in every case. Plain images ignore it.
     """
+    if backend not in BACKENDS:
+        raise ScoreNetInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     path = Path(path).expanduser()
     if not path.exists():
         raise ScoreNetInputError("no such file", path)
@@ -232,8 +274,80 @@ def open_slide(path: str | PathLike[str], *, percentiles: tuple[float, float] | 
             path,
         ) from None
     except openslide.OpenSlideError as err:
+        if "compression" in str(err).lower():
+            raise ScoreNetInputError(
+                f"unsupported compression: {_compression_of(path)} ({err})", path
+            ) from None
         raise ScoreNetInputError(f"the slide is corrupt or truncated ({err})", path) from None
-    return Slide(path, handle)
+    if backend == "openslide" or suffix not in _TIFF_BASED:
+        if backend == "tifffile":
+            handle.close()
+            raise ScoreNetInputError("tifffile reads TIFF-based slides only, not this format", path)
+        return Slide(path, handle)
+    return _open_tiff_or_fallback(path, handle, strict=backend == "tifffile")
+
+
+_codec_warned: set[str] = set()
+_codec_warned_lock = threading.Lock()
+
+
+def _open_tiff_or_fallback(path: Path, handle: openslide.OpenSlide, *, strict: bool) -> Slide:
+    """The tifffile backend, else OpenSlide: warned once per missing codec, an error when neither decodes."""
+    from .tiff_backend import TiffBackendUnavailable, open_tiff_pixels
+
+    try:
+        return Slide(path, handle, open_tiff_pixels(path, handle))
+    except TiffBackendUnavailable as why:
+        if strict:
+            handle.close()
+            raise ScoreNetInputError(f"tifffile cannot read this slide exactly: {why}", path) from None
+        slide = Slide(path, handle)
+        if why.codec is None:
+            log.debug("%s: read with OpenSlide: %s", path, why)
+            return slide
+        _check_openslide_decodes(slide, why)
+        with _codec_warned_lock:
+            first = why.codec not in _codec_warned
+            _codec_warned.add(why.codec)
+        if first:
+            log.warning(
+                "tifffile cannot decode %s (%s); slides using it are read with OpenSlide, whose levels "
+                "with a non-integer downsample are resampled (first such file: %s)",
+                why.codec,
+                why,
+                path,
+            )
+        return slide
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _compression_of(path: Path) -> str:
+    """The first image's compression, named for a message (``JPEG (7)``)."""
+    import tifffile
+
+    from .tiff_backend import compression_name
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return compression_name(tif.pages.first.compression)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+        return "unknown"
+
+
+def _check_openslide_decodes(slide: Slide, why: Exception) -> None:
+    """Raise, naming the file and codec, when OpenSlide cannot decode the coarsest level either."""
+    level = slide.level_count - 1
+    try:
+        slide._handle.read_region((0, 0), level, (1, 1))
+    except openslide.OpenSlideError as err:
+        slide.close()
+        raise ScoreNetInputError(
+            f"cannot decode the image data: {getattr(why, 'codec', '')} is supported neither by "
+            f"tifffile/imagecodecs ({why}) nor by OpenSlide ({err})",
+            slide.path,
+        ) from None
 
 
 def _is_openslide_tiff(path: Path) -> bool:
@@ -341,9 +455,9 @@ def read_region_parallel(
 ) -> np.ndarray:
     """``slide.read_region`` split into bands of whole tile rows, decoded on several threads.
 
-    OpenSlide releases the GIL while decoding, so a large region reads about twice as fast on two
-    cores. Only levels with an integer downsample are split: there every band starts on a pixel of
-    the level and the result equals a single read exactly.
+    OpenSlide and imagecodecs release the GIL while decoding, so a large region reads about twice as
+    fast on two cores. The result equals a single read exactly: the tifffile backend's bands start on
+    rows of the level at any downsample; OpenSlide's are split only at integer downsamples.
     """
     width, height = size
     downsample = slide.level_downsamples[level]
@@ -351,10 +465,13 @@ def read_region_parallel(
     workers = min(4, os.cpu_count() or 1)
     # in-memory plain images gain nothing from bands (a read is a copy)
     small = width * height < min_pixels or height <= 2 * tile_h
-    if not slide._banded_reads or small or workers < 2 or downsample != round(downsample):
+    pixels = slide._pixels  # the tifffile backend: exact at any downsample
+    exact = pixels is not None or downsample == round(downsample)
+    if not slide._banded_reads or small or workers < 2 or not exact:
         return slide.read_region(location, level, size)
     x, y = location
-    top = y / downsample  # the region's first row, in pixels of the level
+    # the region's first row, in pixels of the level
+    top = pixels.level_origin(location, level)[1] if pixels is not None else y / downsample
     first = math.ceil(top / tile_h) * tile_h - top  # rows up to the next tile boundary
     rows_per_band = tile_h * max(1, math.ceil((height - first) / tile_h / workers))
     starts = (
@@ -366,7 +483,9 @@ def read_region_parallel(
 
     def read_band(band: tuple[int, int]) -> None:
         r0, r1 = band
-        out[r0:r1] = slide.read_region((x, y + round(r0 * downsample)), level, (width, r1 - r0))
+        # tifffile: round((top + r0) * ds) maps back to row top + r0 exactly; OpenSlide: ds is an integer
+        band_y = round((top + r0) * downsample) if pixels is not None else y + round(r0 * downsample)
+        out[r0:r1] = slide.read_region((x, band_y), level, (width, r1 - r0))
 
     list(_reader_pool(workers).map(read_band, bounds))
     return out

@@ -1,0 +1,278 @@
+"""The tifffile backend: every level's pixels are the stored ones, metadata as OpenSlide's, clear errors."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from scorenet import slide as slide_module
+from scorenet import tiff_backend
+from scorenet.errors import ScoreNetInputError
+from scorenet.pyramid import slide_pyramid
+from scorenet.slide import Slide, open_slide, read_region_parallel, read_roi
+from scorenet.tiff_backend import ycbcr_to_rgb
+
+SHARED = ["cmu_small_region.svs", "tcga-cr-7395-01a-01-ts1.svs", "small.svs", "boxes.tiff"]
+# the issue's pyramid: level 1 is not level 0 halved exactly (downsample 1.9995 and 3.999)
+PYRAMID = ((4443, 3567), (2222, 1784), (1111, 892))
+MPP = 0.25
+
+
+def stored_levels(path: Path) -> list[np.ndarray]:
+    """Each pyramid level decoded by tifffile on its own (the reference), as (h, w, 3)."""
+    with tifffile.TiffFile(path) as tif:
+        return [level.asarray()[..., :3] for level in tif.series[0].levels]
+
+
+@pytest.fixture(scope="module")
+def pyramid_tiff(tmp_path_factory: pytest.TempPathFactory, slides_dir: Path) -> Path:
+    """A generic JPEG-tiled pyramidal TIFF with non-integer downsamples, of real H&E (the TCGA slide)."""
+    with tifffile.TiffFile(slides_dir / "tcga-cr-7395-01a-01-ts1.svs") as tif:
+        base = tif.series[0].levels[0].asarray()
+    assert base.shape[1::-1] == PYRAMID[0]
+    path = tmp_path_factory.mktemp("pyramid") / "pyramid.tif"
+    resolution = (1e4 / MPP, 1e4 / MPP)
+    with tifffile.TiffWriter(path) as writer:
+        for level, size in enumerate(PYRAMID):
+            pixels = base if level == 0 else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
+            writer.write(
+                pixels,
+                tile=(256, 256),
+                compression="jpeg",
+                compressionargs={"level": 90},
+                photometric="rgb",  # tifffile stores JPEG as YCbCr: the colour conversion is exercised
+                subfiletype=0 if level == 0 else 1,
+                resolution=resolution,
+                resolutionunit="CENTIMETER",
+            )
+    return path
+
+
+def assert_levels_exact(slide: Slide, reference: list[np.ndarray]) -> None:
+    """Every level, chunk by chunk through the dask pyramid and at odd offsets, equals the reference."""
+    assert slide.backend == "tifffile"
+    pyramid = slide_pyramid(slide, target_chunk=512)
+    rng = np.random.default_rng(0)
+    for level, (array, stored) in enumerate(zip(pyramid, reference, strict=True)):
+        assert array.shape == stored.shape
+        for block in array.to_delayed().ravel():
+            crop = block.compute()
+            assert crop.dtype == np.uint8
+        np.testing.assert_array_equal(array.compute(), stored, err_msg=f"level {level}")
+        downsample = slide.level_downsamples[level]
+        height, width = stored.shape[:2]
+        for _ in range(5):  # read_region as callers call it: a level-0 location, a size in the level
+            x, y = int(rng.integers(0, width - 1)), int(rng.integers(0, height - 1))
+            w, h = min(97, width - x), min(61, height - y)
+            got = slide.read_region((round(x * downsample), round(y * downsample)), level, (w, h))
+            np.testing.assert_array_equal(
+                got, stored[y : y + h, x : x + w], err_msg=f"level {level} at {x},{y}"
+            )
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_shared_slide_levels_are_the_stored_pixels(slides_dir: Path, name: str) -> None:
+    with open_slide(slides_dir / name) as slide:
+        assert_levels_exact(slide, stored_levels(slides_dir / name))
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_level0_colour_as_openslide(slides_dir: Path, name: str) -> None:
+    # OpenSlide reads level 0 without resampling, so its pixels there check the colour handling
+    with open_slide(slides_dir / name) as ours, open_slide(slides_dir / name, backend="openslide") as theirs:
+        assert ours.backend == "tifffile" and theirs.backend == "openslide"
+        size = ours.dimensions
+        np.testing.assert_array_equal(ours.read_region((0, 0), 0, size), theirs.read_region((0, 0), 0, size))
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_metadata_is_the_same_on_both_backends(slides_dir: Path, name: str) -> None:
+    with open_slide(slides_dir / name) as ours, open_slide(slides_dir / name, backend="openslide") as theirs:
+        assert ours.metadata() == theirs.metadata()
+        assert dict(ours.properties) == dict(theirs.properties)
+        assert [ours.tile_size(i) for i in range(ours.level_count)] == [
+            theirs.tile_size(i) for i in range(theirs.level_count)
+        ]
+        for image in theirs.associated_images:
+            np.testing.assert_array_equal(ours.associated_images[image], theirs.associated_images[image])
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_cross_check_with_openslide_passes_on_real_slides(
+    slides_dir: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vendors not yet trusted must agree with OpenSlide on each level's first tile; real slides do
+    monkeypatch.setattr(tiff_backend, "_TRUSTED_VENDORS", ())
+    with open_slide(slides_dir / name, backend="tifffile") as slide:
+        assert slide.backend == "tifffile"
+
+
+def test_pixels_unlike_openslides_fall_back_to_openslide(
+    slides_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pretend the TCGA slide's JPEG 2000 (33005, RGB) were the YCbCr variant: the converted first tiles
+    # no longer match OpenSlide's, so the slide must not be read by tifffile
+    monkeypatch.setattr(tiff_backend, "_APERIO_JP2K_YCBCR", 33005)
+    with open_slide(slides_dir / "tcga-cr-7395-01a-01-ts1.svs") as slide:
+        assert slide.backend == "openslide"
+    with pytest.raises(ScoreNetInputError, match="differ from OpenSlide's"):
+        open_slide(slides_dir / "tcga-cr-7395-01a-01-ts1.svs", backend="tifffile")
+
+
+def test_non_integer_pyramid_levels_are_exact(pyramid_tiff: Path) -> None:
+    with open_slide(pyramid_tiff) as slide:
+        assert slide.level_dimensions == PYRAMID
+        assert slide.level_downsamples[1] == pytest.approx(1.9995, abs=1e-4)
+        assert slide.mpp == pytest.approx(MPP)
+        reference = stored_levels(pyramid_tiff)
+        assert_levels_exact(slide, reference)
+    # the bug this backend fixes: OpenSlide resamples level 1 at fractional offsets
+    with open_slide(pyramid_tiff, backend="openslide") as old:
+        level1 = np.asarray(slide_pyramid(old, target_chunk=512)[1])
+        assert (level1 != reference[1]).any(axis=-1).mean() > 0.1
+
+
+def test_read_roi_resamples_from_the_finer_level_with_area_filter(pyramid_tiff: Path) -> None:
+    x, y, w, h = 1001, 777, 900, 600
+    with open_slide(pyramid_tiff) as slide:
+        roi = read_roi(slide, x, y, w, h, mpp=3 * MPP)  # downsample 3: resampled from level 1 (1.9995)
+        stored = stored_levels(pyramid_tiff)[1]
+        ds = slide.level_downsamples[1]
+    left, top = round(x / ds), round(y / ds)
+    crop = stored[top : top + math.ceil(h / ds), left : left + math.ceil(w / ds)]
+    assert roi.image.shape == (200, 300, 3)
+    np.testing.assert_array_equal(roi.image, cv2.resize(crop, (300, 200), interpolation=cv2.INTER_AREA))
+    # an independent reference: the exact area average (each output pixel the mean of the input area it
+    # covers, partial pixels weighted by their overlap); OpenCV's INTER_AREA is it, rounded
+    exact = np.einsum(
+        "Yy,yxc,Xx->YXc",
+        area_weights(crop.shape[0], 200),
+        crop.astype(float),
+        area_weights(crop.shape[1], 300),
+        optimize=True,
+    )
+    assert np.abs(roi.image - exact).max() <= 0.5 + 1e-3
+
+
+def area_weights(size: int, out: int) -> np.ndarray:
+    """(out, size) matrix: row i averages the input interval [i, i + 1) * size / out by overlap."""
+    edges = np.arange(out + 1) * size / out
+    starts, ends = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(size)[None, :]
+    overlap = np.clip(np.minimum(pixels + 1, ends) - np.maximum(pixels, starts), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def test_parallel_read_at_non_integer_downsample_equals_one_read(slides_dir: Path) -> None:
+    with open_slide(slides_dir / "tcga-cr-7395-01a-01-ts1.svs") as slide:
+        location, size = (round(301 * slide.level_downsamples[1]), 7), (1500, 1400)
+        banded = read_region_parallel(slide, location, 1, size, min_pixels=1)
+        np.testing.assert_array_equal(banded, slide.read_region(location, 1, size))
+        assert np.array_equal(banded, stored_levels(slide.path)[1][3:1403, 301:1801])
+
+
+def test_missing_codec_falls_back_to_openslide_with_one_warning(
+    slides_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        tiff_backend, "decoder_problem", lambda code: "JPEG requires the 'imagecodecs' package"
+    )
+    monkeypatch.setattr(slide_module, "_codec_warned", set())
+    with caplog.at_level(logging.WARNING, logger="scorenet.slide"):
+        for _ in range(2):
+            with open_slide(slides_dir / "cmu_small_region.svs") as slide:
+                assert slide.backend == "openslide"
+                assert slide.read_region((0, 0), 0, (8, 8)).shape == (8, 8, 3)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "JPEG (7)" in warnings[0] and "imagecodecs" in warnings[0]
+    with pytest.raises(ScoreNetInputError, match="imagecodecs"):
+        open_slide(slides_dir / "cmu_small_region.svs", backend="tifffile")
+
+
+def test_backend_choice(slides_dir: Path) -> None:
+    path = slides_dir / "boxes.tiff"
+    with open_slide(path, backend="openslide") as slide:
+        assert type(slide) is Slide and slide.backend == "openslide"
+    with open_slide(path, backend="tifffile") as slide:
+        assert slide.backend == "tifffile"
+    with pytest.raises(ScoreNetInputError, match="unknown backend"):
+        open_slide(path, backend="pillow")
+
+
+def test_unsupported_compression_names_file_and_codec(pyramid_tiff: Path, tmp_path: Path) -> None:
+    path = tmp_path / "odd-codec.tif"
+    shutil.copy(pyramid_tiff, path)
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        for page in tif.pages:
+            page.tags["Compression"].overwrite(60000)
+    with pytest.raises(ScoreNetInputError, match="unsupported compression: unknown compression 60000") as err:
+        open_slide(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_file_is_refused_when_opened(pyramid_tiff: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cut.tif"
+    data = pyramid_tiff.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ScoreNetInputError, match="truncated") as err:
+        open_slide(path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_tile_is_a_clear_error_when_read(pyramid_tiff: Path, tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.tif"
+    shutil.copy(pyramid_tiff, path)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offset = page.dataoffsets[1]  # tile (0, 1) of level 0
+    with open(path, "r+b") as f:
+        f.seek(offset + 20)
+        f.write(np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes())
+    with open_slide(path) as slide:
+        np.testing.assert_array_equal(
+            slide.read_region((0, 0), 0, (256, 256)), stored_levels(pyramid_tiff)[0][:256, :256]
+        )
+        with pytest.raises(ScoreNetInputError, match="level 0.*corrupt") as err:
+            slide.read_region((300, 0), 0, (10, 10))
+    assert str(path) in str(err.value)
+
+
+def test_huge_single_level_tiff_opens_lazily(tmp_path: Path) -> None:
+    path = tmp_path / "huge.tif"
+    side, tile = 60000, 256
+    count = math.ceil(side / tile) ** 2
+
+    def tiles():  # one stored tile; tifffile leaves the other 55,000 out of the file
+        yield np.full((tile, tile, 3), 200, dtype=np.uint8)
+        yield from (None for _ in range(count - 1))
+
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(tiles(), shape=(side, side, 3), dtype=np.uint8, tile=(tile, tile), compression="jpeg")
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with open_slide(path) as slide:
+            seconds = time.perf_counter() - start
+            _, peak = tracemalloc.get_traced_memory()
+            assert slide.backend == "tifffile" and slide.dimensions == (side, side)
+            region = slide.read_region((200, 200), 0, (100, 100))
+    finally:
+        tracemalloc.stop()
+    assert seconds < 10 and peak < 200 * 2**20  # 3.6 gigapixels: 10.8 GB if it were decoded whole
+    assert np.abs(region[:56, :56].astype(int) - 200).max() <= 2  # JPEG round trip of the stored tile
+    assert (region[56:, 56:] == 255).all()  # tiles the file leaves out are white, as OpenSlide shows them
+
+
+def test_ycbcr_to_rgb_inverts_the_jpeg_transform() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    y_cr_cb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)  # OpenCV's full-range JPEG matrix
+    back = ycbcr_to_rgb(y_cr_cb[..., [0, 2, 1]])
+    assert np.abs(back.astype(int) - rgb).max() <= 3
