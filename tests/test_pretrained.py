@@ -135,8 +135,8 @@ def _broken_files(source, full_file: Path, tmp: Path) -> dict[str, tuple[Path, s
         files[name] = (path, needle)
 
     files["missing"] = (tmp / "absent.safetensors", "not found")
-    write("garbage", b"\x80\x04 a pickle, never unpickled", None, "not a readable safetensors file")
-    write("truncated", full_file.read_bytes()[:-200], None, "not a readable safetensors file")
+    write("garbage", b"\x80\x04 a pickle, never unpickled", None, "not a readable safetensors")
+    write("truncated", full_file.read_bytes()[:-200], None, "not a readable safetensors")
     write("plain", tensors, None, "neither ScoreNet pre-trained weights nor a ScoreNet checkpoint")
     write("unknown_format", tensors, {**header, "format": "scorenet-pretrained-99"}, "neither ScoreNet")
     write("bad_parts", tensors, {**header, "parts": '["head"]'}, "corrupt pre-trained header")

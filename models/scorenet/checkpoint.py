@@ -58,16 +58,24 @@ def save_checkpoint(
         save_file(tensors, tmp, metadata=header)
 
 
+def read_header(path: str | os.PathLike[str], what: str = "checkpoint") -> dict[str, str]:
+    """The string header of a safetensors file (no weights read); ``CheckpointError`` naming the
+    file and ``what`` it should hold when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found", path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the library printed
+        raise CheckpointError(f"not a readable safetensors {what} ({message})", path) from err
+
+
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     """The checkpoint's header only (no weights loaded)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("checkpoint file not found", path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"not a readable safetensors checkpoint ({err})", path) from err
+    header = read_header(path, "checkpoint file")
     if header.get("format") != FORMAT:
         raise CheckpointError("not a ScoreNet checkpoint (no scorenet header in the file)", path)
     try:

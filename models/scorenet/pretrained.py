@@ -21,7 +21,7 @@ from safetensors.torch import safe_open, save_file
 
 from . import __version__
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
-from .checkpoint import read_checkpoint_info
+from .checkpoint import read_checkpoint_info, read_header
 from .config import ScoreNetConfig
 from .errors import CheckpointError, ScoreNetInputError
 from .io import atomic_path
@@ -123,13 +123,7 @@ def read_pretrained_info(path: str | os.PathLike[str]) -> PretrainedInfo:
     unreadable or foreign file and for a corrupt header.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("pre-trained weights not found", path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"not a readable safetensors file ({_one_line(err)})", path) from err
+    header = read_header(path, "pre-trained weights")
     kind = header.get("format")
     if kind == CHECKPOINT_FORMAT:
         info = read_checkpoint_info(path)
