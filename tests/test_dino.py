@@ -6,8 +6,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from scorenet.dino import (
     DINOHead,
     cosine_schedule,
@@ -19,6 +17,7 @@ from scorenet.dino import (
     teacher_temperature,
     updated_center,
 )
+from torch import nn
 
 
 def test_loss_is_the_mean_cross_entropy_over_pairs_of_different_views():
