@@ -154,6 +154,8 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(demo_root: Path, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a job started in the background inherits SIGINT ignored; Ctrl-C must reach the command
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (run / "last_state.pt").is_file() and process.poll() is None and time.monotonic() < deadline:

@@ -118,7 +118,7 @@ def test_finetune_bad_initial_weights_notify(make_napari_viewer, tiles, tmp_path
     widget.start_button.click()
     assert widget.worker is None and len(notes["error"]) == 1
     message = notes["error"][0]
-    assert message.startswith(f"{corrupt}: not a readable safetensors file") and "\n" not in message
+    assert message.startswith(f"{corrupt}: not a readable safetensors") and "\n" not in message
     assert widget.status.text() == message and not (tmp_path / "run").exists()
 
 

@@ -199,6 +199,7 @@ def load_sources(root: str | None = None, config: PlantedConfig = PlantedConfig(
     if config.use_slides:
         backgrounds.update(_slide_backgrounds(root_path, config))
     for name, image in backgrounds.items():
+        image.setflags(write=False)  # shared by every sample drawn from the cache
         if image.shape[0] < config.height or image.shape[1] < config.width:
             raise ScoreNetInputError(f"background smaller than {config.height} x {config.width}", name)
     return _Sources(
@@ -267,7 +268,7 @@ def make_sample(
         image = image[::-1]
     if rng.random() < 0.5:
         image = image[:, ::-1]
-    image = np.ascontiguousarray(image)
+    image = image.copy()  # patches are pasted in place: never into the cached background
     mask = np.zeros(image.shape[:2], dtype=bool)
     patches = []
     carcinoma_names = sorted(sources.carcinoma)
