@@ -11,7 +11,7 @@ import scorenet.train as training
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from scorenet import pretrained
+from scorenet import checkpoint
 from scorenet.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from scorenet.checkpoint import save_checkpoint
 from scorenet.cli import main
@@ -173,7 +173,7 @@ def test_save_refuses_unknown_parts_and_writes_atomically(source, full_file: Pat
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pretrained, "save_file", fail)
+    monkeypatch.setattr(checkpoint, "save_file", fail)  # the writer every ScoreNet file goes through
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(source, full_file, ["scorer"])
     assert full_file.read_bytes() == before  # the old file survives a failed write

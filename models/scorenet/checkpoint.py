@@ -14,7 +14,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from . import __version__
 from .config import MODEL_CONFIGS, ScoreNetConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
 from .io import atomic_path
 from .model import ScoreNet
 
@@ -45,15 +45,29 @@ def save_checkpoint(
     class_names = [str(c) for c in class_names]
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
+    write_weights(model, path, FORMAT, model.state_dict(), metadata, class_names=class_names)
+
+
+def write_weights(
+    model: ScoreNet,
+    path: str | os.PathLike[str],
+    kind: str,
+    state: dict[str, torch.Tensor],
+    metadata: dict[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    """Write ``state`` (some or all of ``model``'s tensors) to ``path`` atomically, with the header
+    every ScoreNet file carries (format ``kind``, version, model name, config, ``metadata``) and
+    ``fields`` as JSON."""
     header = {
-        "format": FORMAT,
+        "format": kind,
         "scorenet_version": __version__,
         "name": model.name,
         "config": json.dumps(model.config.to_dict()),
-        "class_names": json.dumps(class_names),
+        **{k: json.dumps(v) for k, v in fields.items()},
         "metadata": json.dumps(metadata or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
 
@@ -68,8 +82,7 @@ def read_header(path: str | os.PathLike[str], what: str = "checkpoint") -> dict[
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        message = " ".join(str(err).split())  # one line, whatever the library printed
-        raise CheckpointError(f"not a readable safetensors {what} ({message})", path) from err
+        raise CheckpointError(f"not a readable safetensors {what} ({one_line(err)})", path) from err
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:

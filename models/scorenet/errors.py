@@ -17,5 +17,10 @@ class ScoreNetInputError(ValueError):
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's text on one line, whatever the library that raised it printed."""
+    return " ".join(str(err).split())
+
+
 class CheckpointError(ScoreNetInputError):
     """A checkpoint is missing, corrupt, untrusted or does not match the requested model."""

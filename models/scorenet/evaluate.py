@@ -350,15 +350,13 @@ def model_from_pretrained(
 def is_pretrained_file(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` reads as a pre-trained file (``scorenet-pretrained-1``: parts, no head); False
     for anything else, including unreadable files, so that ``load_checkpoint`` names the problem."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
+    from .checkpoint import read_header
+    from .errors import CheckpointError
     from .pretrained import PRETRAINED_FORMAT
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == PRETRAINED_FORMAT
-    except (SafetensorError, OSError, ValueError):
+        return read_header(path).get("format") == PRETRAINED_FORMAT
+    except CheckpointError:
         return False
 
 

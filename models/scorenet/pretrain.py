@@ -56,10 +56,10 @@ from .train import (
     _autocast_dtype,
     _device,
     _init_distributed,
-    _write_logs,
     load_training_state,
     save_training_state,
     sigma_at,
+    write_logs,
 )
 from .unlabelled import TissueCrops, find_sources
 
@@ -556,7 +556,7 @@ def pretrain(
                     "sources": [str(s) for s in config.sources],
                 }
                 save_pretrained(teacher.model, out / WEIGHTS, config.parts, meta)
-                _write_logs(out, history)
+                write_logs(out, history)
                 state = {
                     "student": student.state_dict(),
                     "teacher": teacher.state_dict(),

@@ -17,14 +17,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 
-from . import __version__
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
-from .checkpoint import read_checkpoint_info, read_header
+from .checkpoint import read_checkpoint_info, read_header, write_weights
 from .config import ScoreNetConfig
-from .errors import CheckpointError, ScoreNetInputError
-from .io import atomic_path
+from .errors import CheckpointError, ScoreNetInputError, one_line
 from .model import ScoreNet
 
 PRETRAINED_FORMAT = "scorenet-pretrained-1"
@@ -99,21 +97,8 @@ def save_pretrained(
     ``metadata`` must be JSON-able (e.g. what the parts were pre-trained on).
     """
     parts = _checked_parts(parts)
-    header = {
-        "format": PRETRAINED_FORMAT,
-        "scorenet_version": __version__,
-        "name": model.name,
-        "config": json.dumps(model.config.to_dict()),
-        "parts": json.dumps(parts),
-        "metadata": json.dumps(metadata or {}),
-    }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if part_of(k) in parts}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
+    state = {k: v for k, v in model.state_dict().items() if part_of(k) in parts}
+    write_weights(model, path, PRETRAINED_FORMAT, state, metadata, parts=parts)
 
 
 def read_pretrained_info(path: str | os.PathLike[str]) -> PretrainedInfo:
@@ -137,7 +122,7 @@ def read_pretrained_info(path: str | os.PathLike[str]) -> PretrainedInfo:
         name = header["name"]
         parts = _checked_parts(parts if isinstance(parts, list) else [])
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"corrupt pre-trained header ({_one_line(err)})", path) from err
+        raise CheckpointError(f"corrupt pre-trained header ({one_line(err)})", path) from err
     return PretrainedInfo(name, config, parts, metadata, PRETRAINED_FORMAT)
 
 
@@ -169,7 +154,7 @@ def _check_tensors(path: Path, info: PretrainedInfo, shapes: Mapping[str, tuple[
         with safe_open(str(path), framework="pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # header only
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"not a readable safetensors file ({_one_line(err)})", path) from err
+        raise CheckpointError(f"not a readable safetensors file ({one_line(err)})", path) from err
     missing = [k for k in expected if k not in found]
     if missing:
         raise CheckpointError(
@@ -222,6 +207,6 @@ def load_init(model: ScoreNet, path: str | os.PathLike[str]) -> InitReport:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in keys}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"corrupt weights ({_one_line(err)})", path) from err
+        raise CheckpointError(f"corrupt weights ({one_line(err)})", path) from err
     model.load_state_dict(state, strict=False)  # the keys left out are the fresh parts
     return _report(info, path)

@@ -274,7 +274,8 @@ def load_training_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"corrupt training state ({err.__class__.__name__}: {err})", path) from err
 
 
-def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
+def write_logs(out: Path, history: list[dict[str, Any]]) -> None:
+    """``log.json`` (every row) and ``log.csv`` (its flat columns), written atomically."""
     atomic_write(out / LOG_JSON, json.dumps(history, indent=2))
     flat = [{k: v for k, v in row.items() if not isinstance(v, (dict, list))} for row in history]
     fields = list(dict.fromkeys(k for row in flat for k in row))
@@ -535,5 +536,5 @@ def _save_epoch(
     save_checkpoint(model, out / LAST, class_names, epoch_meta)
     if improved:
         save_checkpoint(model, out / BEST, class_names, epoch_meta)
-    _write_logs(out, history)
+    write_logs(out, history)
     save_training_state(out / STATE, state)
