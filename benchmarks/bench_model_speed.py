@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from scorenet.bench.report import environment
-from scorenet.io import atomic_write
+from scorenet.atomic import atomic_write
 from scorenet.model import build_model
 
 

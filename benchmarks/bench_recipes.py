@@ -20,7 +20,7 @@ from typing import Any
 
 from scorenet.bench.learning import LearningOptions, run_suite
 from scorenet.bench.report import environment
-from scorenet.io import atomic_write
+from scorenet.atomic import atomic_write
 from scorenet.paths import cache_dir
 
 _ADAMW = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1.0}

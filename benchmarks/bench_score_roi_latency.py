@@ -48,7 +48,7 @@ def run(out_json: str | Path = RESULT) -> dict:
     import napari
     from qtpy.QtWidgets import QApplication
     from scorenet.inference import _read_input, snap_roi
-    from scorenet.io import atomic_write
+    from scorenet.atomic import atomic_write
     from scorenet.paths import data_dir
     from scorenet.slide import open_slide
 

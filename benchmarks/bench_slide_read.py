@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import openslide
-from scorenet.io import atomic_write
+from scorenet.atomic import atomic_write
 from scorenet.paths import data_dir
 from scorenet.pyramid import slide_pyramid
 from scorenet.slide import open_slide

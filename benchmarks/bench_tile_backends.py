@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 import tifffile
-from scorenet.io import atomic_write
+from scorenet.atomic import atomic_write
 from scorenet.paths import data_dir
 from scorenet.pyramid import slide_pyramid
 from scorenet.slide import open_slide
@@ -191,7 +191,8 @@ def run(out_path: Path) -> dict[str, Any]:
         "rounds": ROUNDS,
         "tile": TILE,
         "max_tiles_per_level": MAX_TILES,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (busy with other jobs when measured)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_at_start": os.getloadavg()[0],
         "skipped": skipped,
         "slides": {},
     }

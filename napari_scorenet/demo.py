@@ -63,7 +63,7 @@ def save_screenshot(viewer, path: Path) -> Path:
     """PNG of the whole window (canvas and docked widgets)."""
     from PIL import Image
     from qtpy.QtWidgets import QApplication
-    from scorenet.io import atomic_path
+    from scorenet.atomic import atomic_path
 
     # a window that has never been painted screenshots black: let Qt draw it first
     viewer.window._qt_window.grab()

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from . import __version__
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .errors import CheckpointError, one_line
-from .io import atomic_path
+from .atomic import atomic_path
 from .model import ScoreNet
 
 FORMAT = "scorenet-checkpoint-1"

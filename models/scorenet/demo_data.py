@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ScoreNetInputError
-from .io import atomic_path
+from .atomic import atomic_path
 from .paths import data_dir
 
 SOURCES = {

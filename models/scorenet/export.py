@@ -1,6 +1,6 @@
 """Write an :class:`~scorenet.inference.RoiScore` to files: GeoJSON for QuPath, CSV, JSON, a PNG overlay.
 
-Every file is written atomically (``scorenet.io``); coordinates are level-0 slide pixels.
+Every file is written atomically (``scorenet.atomic``); coordinates are level-0 slide pixels.
 """
 
 from __future__ import annotations

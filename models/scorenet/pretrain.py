@@ -47,7 +47,7 @@ from .dino import (
     updated_center,
 )
 from .errors import ScoreNetInputError
-from .io import atomic_write
+from .atomic import atomic_write
 from .model import ScoreNet, build_model
 from .recipes import RECIPES, SIGMA_SCHEDULES
 from .regions import downscale, gather_regions

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import ScoreNetInputError
-from .io import atomic_path
+from .atomic import atomic_path
 from .paths import cache_dir, data_dir
 
 SAMPLE_NAME = "cmu_small_region.svs"

@@ -31,7 +31,7 @@ from .config import MODEL_CONFIGS, ScoreNetConfig
 from .data import DataSplits, GridBatchSampler, GridImageDataset, load_splits, subsample
 from .errors import CheckpointError, ScoreNetInputError
 from .evaluate import classification_metrics, make_loader, predict
-from .io import atomic_path, atomic_write
+from .atomic import atomic_path, atomic_write
 from .mixing import MixBatchTransform
 from .mixing.transform import MIX_METHODS
 from .model import ScoreNet, build_model

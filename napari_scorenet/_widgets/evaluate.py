@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 from scorenet.evaluate import Stopped, evaluate_checkpoint
-from scorenet.io import atomic_write
+from scorenet.atomic import atomic_write
 
 from ._folders import PathPicker, readable_folder
 from ._form import DEVICES, stack_form

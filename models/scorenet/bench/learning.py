@@ -255,7 +255,7 @@ def run_suite(options: LearningOptions) -> dict[str, Any]:
     whose record has the same settings is reused, so an interrupted hour-long grid goes on where it
     stopped.
     """
-    from ..io import atomic_path
+    from ..atomic import atomic_path
 
     counts = "-".join(f"{split}{n}" for split, n in options.counts.items())
     task_config = planted.PlantedConfig(task=options.task)

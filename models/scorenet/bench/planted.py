@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ScoreNetInputError
-from ..io import atomic_path, atomic_write
+from ..atomic import atomic_path, atomic_write
 from ..paths import data_dir
 
 TASK_CLASSES = {

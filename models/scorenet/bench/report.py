@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from .. import _compat  # noqa: F401  (must precede timm)
-from ..io import atomic_write
+from ..atomic import atomic_write
 
 
 def cpu_model() -> str:

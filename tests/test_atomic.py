@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from scorenet.io import atomic_path, atomic_write
+from scorenet.atomic import atomic_path, atomic_write
 
 
 def test_atomic_write_text_and_bytes(tmp_path: Path):
@@ -25,7 +25,7 @@ def test_failed_write_keeps_previous_content_and_leaves_no_temp(tmp_path: Path):
 def test_written_files_get_ordinary_permissions_not_private_temp_ones(tmp_path):
     import stat
 
-    from scorenet.io import _FILE_MODE, atomic_write
+    from scorenet.atomic import _FILE_MODE, atomic_write
 
     fresh = atomic_write(tmp_path / "new.json", "{}")
     assert stat.S_IMODE(fresh.stat().st_mode) == _FILE_MODE
@@ -41,7 +41,7 @@ def test_checkpoints_get_the_same_permissions_as_every_other_file(tmp_path):
     import stat
 
     from scorenet.checkpoint import save_checkpoint
-    from scorenet.io import _FILE_MODE
+    from scorenet.atomic import _FILE_MODE
     from scorenet.model import build_model
     from scorenet.pretrained import save_pretrained
     from small_model import SMALL
@@ -51,3 +51,15 @@ def test_checkpoints_get_the_same_permissions_as_every_other_file(tmp_path):
     save_pretrained(model, tmp_path / "pretrained.safetensors", ["scorer"])
     for name in ("model.safetensors", "pretrained.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == _FILE_MODE, name
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """A module named like a standard one (``scorenet/io.py``) is imported instead of it by scripts
+    run from the package folder, and misleads readers of ``from .io import``."""
+    import pkgutil
+    import sys
+
+    import scorenet
+
+    names = {m.name.rsplit(".", 1)[-1] for m in pkgutil.walk_packages(scorenet.__path__, "scorenet.")}
+    assert not names & set(sys.stdlib_module_names)
