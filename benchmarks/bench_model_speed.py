@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from scorenet.bench.report import environment
 from scorenet.atomic import atomic_write
+from scorenet.bench.report import environment
 from scorenet.model import build_model
 
 

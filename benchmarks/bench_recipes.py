@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from scorenet.atomic import atomic_write
 from scorenet.bench.learning import LearningOptions, run_suite
 from scorenet.bench.report import environment
-from scorenet.atomic import atomic_write
 from scorenet.paths import cache_dir
 
 _ADAMW = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1.0}

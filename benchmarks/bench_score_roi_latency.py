@@ -47,8 +47,8 @@ def run(out_json: str | Path = RESULT) -> dict:
 
     import napari
     from qtpy.QtWidgets import QApplication
-    from scorenet.inference import _read_input, snap_roi
     from scorenet.atomic import atomic_write
+    from scorenet.inference import _read_input, snap_roi
     from scorenet.paths import data_dir
     from scorenet.slide import open_slide
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scorenet.atomic import atomic_write
 from scorenet.bench import learning, planted
 from scorenet.checkpoint import load_checkpoint
-from scorenet.atomic import atomic_write
 from scorenet.model import ScoreNet, selection_scores
 from scorenet.regions import gather_regions, soft_regions
 from scorenet.topk import perturbed_topk

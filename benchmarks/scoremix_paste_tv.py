@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from scorenet.checkpoint import load_checkpoint
 from scorenet.atomic import atomic_write
+from scorenet.checkpoint import load_checkpoint
 from scorenet.mixing import box_pixel_size
 from scorenet.mixing.scoremix import PASTE_RULES, site_probabilities
 from scorenet.model import ScoreNet, build_model

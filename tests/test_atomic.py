@@ -40,8 +40,8 @@ def test_checkpoints_get_the_same_permissions_as_every_other_file(tmp_path):
     """safetensors writes a file of its own in place of the temporary one: the mode must survive."""
     import stat
 
-    from scorenet.checkpoint import save_checkpoint
     from scorenet.atomic import _FILE_MODE
+    from scorenet.checkpoint import save_checkpoint
     from scorenet.model import build_model
     from scorenet.pretrained import save_pretrained
     from small_model import SMALL

@@ -13,9 +13,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from . import __version__
+from .atomic import atomic_path
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .errors import CheckpointError, one_line
-from .atomic import atomic_path
 from .model import ScoreNet
 
 FORMAT = "scorenet-checkpoint-1"

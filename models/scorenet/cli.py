@@ -203,8 +203,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint, is_pretrained_file, probe_checkpoint, summarize_runs
     from .atomic import atomic_write
+    from .evaluate import evaluate_checkpoint, is_pretrained_file, probe_checkpoint, summarize_runs
 
     options = {"device": args.device, "split": args.split, "split_csv": args.split_csv}
     # pre-trained weights have no classifier: they can only be probed

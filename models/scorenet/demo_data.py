@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ScoreNetInputError
 from .atomic import atomic_path
+from .errors import ScoreNetInputError
 from .paths import data_dir
 
 SOURCES = {

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .atomic import atomic_write
 from .augment import MultiCrop, PixelViews
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .dino import (
@@ -47,7 +48,6 @@ from .dino import (
     updated_center,
 )
 from .errors import ScoreNetInputError
-from .atomic import atomic_write
 from .model import ScoreNet, build_model
 from .recipes import RECIPES, SIGMA_SCHEDULES
 from .regions import downscale, gather_regions

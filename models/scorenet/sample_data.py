@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import ScoreNetInputError
 from .atomic import atomic_path
+from .errors import ScoreNetInputError
 from .paths import cache_dir, data_dir
 
 SAMPLE_NAME = "cmu_small_region.svs"

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from .atomic import atomic_path, atomic_write
 from .checkpoint import save_checkpoint
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .data import DataSplits, GridBatchSampler, GridImageDataset, load_splits, subsample
 from .errors import CheckpointError, ScoreNetInputError
 from .evaluate import classification_metrics, make_loader, predict
-from .atomic import atomic_path, atomic_write
 from .mixing import MixBatchTransform
 from .mixing.transform import MIX_METHODS
 from .model import ScoreNet, build_model

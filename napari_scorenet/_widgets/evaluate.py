@@ -16,8 +16,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from scorenet.evaluate import Stopped, evaluate_checkpoint
 from scorenet.atomic import atomic_write
+from scorenet.evaluate import Stopped, evaluate_checkpoint
 
 from ._folders import PathPicker, readable_folder
 from ._form import DEVICES, stack_form

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ScoreNetInputError
 from ..atomic import atomic_path, atomic_write
+from ..errors import ScoreNetInputError
 from ..paths import data_dir
 
 TASK_CLASSES = {
