@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -c constraints.txt -e ".[qt,test]"
+	$(PY) -m pip install -c constraints.txt -e ".[napari,test]"  # napari: the demo and the widget tests
 	touch $@
 
 demo: venv

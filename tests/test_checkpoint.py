@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from scorenet import checkpoint
 from scorenet.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from scorenet.cli import main
 from scorenet.errors import CheckpointError
 from scorenet.model import build_model
 
@@ -90,13 +91,47 @@ def test_refuses_safetensors_without_scorenet_header(model, tmp_path):
         load_checkpoint(path)
 
 
-def test_refuses_weights_that_do_not_match_the_header(model, saved, tmp_path):
-    header = _header(saved)
-    smaller = build_model("scorenet_4_3", num_classes=3, top_k=6, depth=6)
+def _mismatched(saved, tmp_path, **overrides) -> str:
+    """A file with ``saved``'s header over the weights of a model built with ``overrides``."""
+    other = build_model("scorenet_4_3", num_classes=3, top_k=6, **overrides)
     path = tmp_path / "mismatch.safetensors"
-    save_file({k: v.contiguous() for k, v in smaller.state_dict().items()}, str(path), metadata=header)
-    with pytest.raises(CheckpointError, match="do not match the architecture"):
+    state = {k: v.contiguous() for k, v in other.state_dict().items()}
+    save_file(state, str(path), metadata=_header(saved))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "counts", "example"),
+    [
+        # the scorer and the local ViT have 12 tensors per block; unexpected names come sorted
+        ({"depth": 6}, (48, 0, 0), "scorer.blocks.6.norm1.weight"),
+        ({"depth": 10}, (0, 48, 0), "local_vit.blocks.8.attn.proj.bias"),
+        ({"mlp_ratio": 4.0}, (0, 0, 48), "scorer.blocks.0.mlp.fc1.weight"),
+    ],
+)
+def test_refuses_weights_that_do_not_match_the_header_in_one_line(
+    model, saved, tmp_path, overrides, counts, example
+):
+    path = _mismatched(saved, tmp_path, **overrides)
+    with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
+    missing, unexpected, reshaped = counts
+    assert str(err.value) == (
+        f"{path}: the weights do not match the model its header describes ({missing} missing, "
+        f"{unexpected} unexpected, {reshaped} of other shape, e.g. '{example}')"
+    )
+
+
+def test_cli_reports_mismatched_weights_in_one_line(saved, tmp_path, tiles_dir, capsys):
+    path = _mismatched(saved, tmp_path, depth=6)
+    image = str(tiles_dir / "norm_tile.jpg")
+    out = tmp_path / "out"
+    assert main(["score", image, "--checkpoint", path, "--out", str(out), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"scorenet score: error: {path}: the weights do not match the model")
+    assert captured.out == "" and not list(out.glob("*"))
 
 
 def test_refuses_corrupt_header(saved, tmp_path, model):

@@ -153,7 +153,7 @@ def test_gap_checkpoint_round_trip(tmp_path, crop):
     config["global_cls"] = "learned"
     header["config"] = json.dumps(config)
     save_file(tensors, str(tmp_path / "mislabelled.safetensors"), metadata=header)
-    with pytest.raises(CheckpointError, match="do not match the architecture"):
+    with pytest.raises(CheckpointError, match="do not match the model its header describes"):
         load_checkpoint(tmp_path / "mislabelled.safetensors")
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scorenet import build_model, inference, open_slide, read_roi
 from scorenet.errors import ScoreNetInputError
-from scorenet.inference import Cancelled, check_roi, resolve_device, score_rois
+from scorenet.inference import check_roi, iter_score_rois, resolve_device, score_rois
+from scorenet.jobs import Cancelled, Progress
 from small_model import SMALL, K
 
 P = 128
@@ -154,9 +155,11 @@ def test_roi_partly_outside_the_slide_is_padded_white(model, tcga):
 def test_equal_sizes_share_a_batch_and_results_keep_the_input_order(model, tcga):
     rois = [(500, 500, 2 * P, 2 * P), (1000, 1000, 3 * P, 2 * P), (2500, 1500, 2 * P, 2 * P)]
     calls = []
-    scores = score_rois(model, tcga, rois, progress=lambda done, total: calls.append((done, total)))
+    record = lambda e: calls.append((e.info["stage"], e.done, e.total))  # noqa: E731
+    scores = score_rois(model, tcga, rois, progress=record)
     assert [s.roi for s in scores] == rois
-    assert calls == [(2, 3), (3, 3)]  # the two 256 x 256 RoIs in one forward pass
+    # the two 256 x 256 RoIs in one forward pass; each RoI counts once read and once scored
+    assert calls == [("read", 2, 6), ("scored", 4, 6), ("read", 5, 6), ("scored", 6, 6)]
     (alone,) = score_rois(model, tcga, [rois[2]])
     np.testing.assert_allclose(scores[2].probabilities, alone.probabilities, atol=1e-5)
     np.testing.assert_array_equal(scores[2].boxes_level0, alone.boxes_level0)
@@ -166,8 +169,8 @@ def test_a_group_larger_than_the_batch_limit_is_split(model, tcga, monkeypatch):
     monkeypatch.setattr(inference, "BATCH_PIXELS", 2 * (2 * P) ** 2)
     rois = [(500 + 300 * i, 500, 2 * P, 2 * P) for i in range(5)]
     calls = []
-    scores = score_rois(model, tcga, rois, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(2, 5), (4, 5), (5, 5)]
+    scores = score_rois(model, tcga, rois, progress=lambda event: calls.append(event.done))
+    assert calls == [2, 4, 6, 8, 9, 10]
     assert [s.roi for s in scores] == rois
 
 
@@ -176,18 +179,32 @@ def test_should_stop_cancels_between_batches_and_restores_the_mode(model, tcga):
     calls = []
     model.train()
     try:
-        with pytest.raises(Cancelled):
+        with pytest.raises(Cancelled) as cancelled:
             score_rois(
                 model,
                 tcga,
                 rois,
-                progress=lambda done, total: calls.append(done),
-                should_stop=lambda: len(calls) > 0,
+                progress=lambda event: calls.append(event.done),
+                should_stop=lambda: len(calls) >= 2,
             )
         assert model.training
     finally:
         model.eval()
-    assert calls == [1]
+    assert calls == [1, 2]  # the first RoI read and scored, then the stop before the second read
+    assert [score.roi for score in cancelled.value.partial] == [rois[0]]
+
+
+def test_the_generator_yields_one_event_type_and_returns_the_scores(model, tcga):
+    job = iter_score_rois(model, tcga, [(500, 500, 2 * P, 2 * P)])
+    events = []
+    while True:
+        try:
+            events.append(next(job))
+        except StopIteration as stop:
+            (score,) = stop.value
+            break
+    assert all(isinstance(e, Progress) and e.job == "score" for e in events)
+    assert [e.fraction for e in events] == [0.5, 1.0] and score.roi == (500, 500, 2 * P, 2 * P)
 
 
 def test_check_roi_refuses_bad_rois_naming_the_slide(tcga, cmu):
@@ -204,7 +221,7 @@ def test_check_roi_refuses_bad_rois_naming_the_slide(tcga, cmu):
         check_roi(cmu, (0, 0, 2000, 2000), None, max_pixels=1_000_000)
     check_roi(cmu, (0, 0, 2000, 2000), 2 * cmu.mpp, max_pixels=1_000_000)  # 1000 x 1000 fits
     check_roi(tcga, (-100, -100, 101, 101), None)  # one pixel inside is enough
-    with pytest.raises(ScoreNetInputError, match=r"tcga-cr-7395.*no microns per pixel"):
+    with pytest.raises(ScoreNetInputError, match=r"tcga-cr-7395.*no pixel size"):
         check_roi(tcga, (0, 0, 100, 100), 1.0)
 
 

@@ -95,7 +95,7 @@ def test_training_applies_warmup_and_sigma_schedule(tiles, tmp_path, monkeypatch
         lr=5e-4, sigma_schedule="linear", warmup_epochs=1.0, overrides={**DEMO_MODEL_OVERRIDES, "sigma": 0.2},
     )  # fmt: skip
     events: list[dict] = []
-    result = train(config, progress=events.append)
+    result = train(config, progress=lambda e: events.append(e.info))
     steps = [e for e in events if "train_loss" not in e]
     total = len(steps)
     # sigma falls linearly from 0.2 over the run's steps; ScoreMix is off, so one call per step

@@ -203,7 +203,7 @@ def spied_run(tmp_path_factory: pytest.TempPathFactory, tiles_dir: Path) -> dict
         patch.setattr(MixBatchTransform, "__call__", mix)
         patch.setattr(ScoreNet, "forward", forward)
         patch.setattr(torch.optim.SGD, "step", step)
-        train(config, progress=record["events"].append)
+        train(config, progress=lambda e: record["events"].append(e.info))
     record["config"] = json.loads((root / "run" / "train_config.json").read_text())
     return record
 

@@ -170,7 +170,7 @@ def test_read_roi_errors_name_the_file(slides_dir: Path):
     with pytest.raises(ScoreNetInputError, match="outside the slide") as err:
         read_roi(path, 10_000, 10_000, 100, 100)
     assert str(path) in str(err.value)
-    with pytest.raises(ScoreNetInputError, match="no microns per pixel"):
+    with pytest.raises(ScoreNetInputError, match="no pixel size"):
         read_roi(path, 0, 0, 100, 100, mpp=1.0)
     with pytest.raises(ScoreNetInputError, match="must be positive"):
         read_roi(path, 0, 0, 0, 100)

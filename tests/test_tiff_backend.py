@@ -33,16 +33,21 @@ def stored_levels(path: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def pyramid_tiff(tmp_path_factory: pytest.TempPathFactory, slides_dir: Path) -> Path:
-    """A generic JPEG-tiled pyramidal TIFF with non-integer downsamples, of real H&E (the TCGA slide)."""
+def pyramid_pixels(slides_dir: Path) -> list[np.ndarray]:
+    """Real H&E (the TCGA slide's level 0) and its area-averaged reductions to the sizes of PYRAMID."""
     with tifffile.TiffFile(slides_dir / "tcga-cr-7395-01a-01-ts1.svs") as tif:
         base = tif.series[0].levels[0].asarray()
     assert base.shape[1::-1] == PYRAMID[0]
+    return [base] + [cv2.resize(base, size, interpolation=cv2.INTER_AREA) for size in PYRAMID[1:]]
+
+
+@pytest.fixture(scope="module")
+def pyramid_tiff(tmp_path_factory: pytest.TempPathFactory, pyramid_pixels: list[np.ndarray]) -> Path:
+    """A generic JPEG-tiled pyramidal TIFF with non-integer downsamples, of real H&E (the TCGA slide)."""
     path = tmp_path_factory.mktemp("pyramid") / "pyramid.tif"
     resolution = (1e4 / MPP, 1e4 / MPP)
     with tifffile.TiffWriter(path) as writer:
-        for level, size in enumerate(PYRAMID):
-            pixels = base if level == 0 else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
+        for level, pixels in enumerate(pyramid_pixels):
             writer.write(
                 pixels,
                 tile=(256, 256),
@@ -276,3 +281,194 @@ def test_ycbcr_to_rgb_inverts_the_jpeg_transform() -> None:
     y_cr_cb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)  # OpenCV's full-range JPEG matrix
     back = ycbcr_to_rgb(y_cr_cb[..., [0, 2, 1]])
     assert np.abs(back.astype(int) - rgb).max() <= 3
+
+
+# ---- OME-TIFF: levels in SubIFDs (bfconvert, tifffile, QuPath) or in reduced pages (libvips) ----------
+
+LABEL = np.random.default_rng(2).integers(0, 256, (120, 300, 3), dtype=np.uint8)
+
+
+def write_ome(path: Path, levels: list[np.ndarray], *, label: np.ndarray | None = None, **pixels_xml) -> Path:
+    """An OME-TIFF whose coarser levels are SubIFDs of level 0, JPEG-tiled; ``pixels_xml``: OME attributes."""
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(
+            levels[0],
+            subifds=len(levels) - 1,
+            tile=(256, 256),
+            compression="jpeg",
+            photometric="rgb",
+            metadata={"axes": "YXS", "Name": "slide", **pixels_xml},
+        )
+        for pixels in levels[1:]:
+            writer.write(pixels, subfiletype=1, tile=(256, 256), compression="jpeg", photometric="rgb")
+        if label is not None:
+            writer.write(label, photometric="rgb", metadata={"axes": "YXS", "Name": "label"})
+    return path
+
+
+def add_objectives(path: Path, used: str) -> None:
+    """Two objectives in the OME-XML, the image referring to the second (magnification ``used``)."""
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        xml = tif.pages[0].description
+        instrument = (
+            '<Instrument ID="Instrument:0"><Objective ID="Objective:0:0" NominalMagnification="10"/>'
+            f'<Objective ID="Objective:0:1" NominalMagnification="{used}"/></Instrument>'
+        )
+        refs = '<InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:1"/>'
+        start = xml.index('<Image ID="Image:0"')
+        end = xml.index(">", start) + 1
+        xml = xml[:start] + instrument + xml[start:end] + refs + xml[end:]
+        tif.pages[0].tags["ImageDescription"].overwrite(xml)
+
+
+@pytest.fixture(scope="module")
+def ome_pyramid(tmp_path_factory: pytest.TempPathFactory, pyramid_pixels: list[np.ndarray]) -> Path:
+    """The TCGA pyramid (4443 x 3567 / 2222 x 1784 / 1111 x 892) as OME-TIFF: SubIFDs, 250 nm pixels, 40x."""
+    path = tmp_path_factory.mktemp("ome") / "slide.ome.tif"
+    sizes = {"PhysicalSizeX": 250, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 0.26}
+    write_ome(path, pyramid_pixels, label=LABEL, **sizes)
+    add_objectives(path, "40")
+    return path
+
+
+def test_ome_subifd_pyramid_levels_are_the_stored_pixels(ome_pyramid: Path) -> None:
+    reference = stored_levels(ome_pyramid)  # tifffile decodes each SubIFD level on its own
+    assert [level.shape[1::-1] for level in reference] == list(PYRAMID)
+    with open_slide(ome_pyramid) as slide:
+        assert slide.level_dimensions == PYRAMID
+        assert [slide.tile_size(i) for i in range(3)] == [(256, 256)] * 3
+        assert_levels_exact(slide, reference)  # the dask pyramid chunk by chunk and read_region
+        downsample = slide.level_downsamples[1]
+        location, size = (round(301 * downsample), round(3 * downsample)), (1500, 1400)
+        banded = read_region_parallel(slide, location, 1, size, min_pixels=1)  # bands on two threads
+        np.testing.assert_array_equal(banded, reference[1][3:1403, 301:1801])
+
+
+def test_ome_metadata_from_the_ome_xml(ome_pyramid: Path, pyramid_tiff: Path) -> None:
+    with open_slide(ome_pyramid) as slide, open_slide(pyramid_tiff, backend="openslide") as same_sizes:
+        assert slide.vendor == "ome-tiff" and slide.backend == "tifffile"
+        assert slide.mpp == pytest.approx(0.25, rel=1e-12)  # 250 nm
+        assert float(slide.properties["openslide.mpp-y"]) == pytest.approx(0.26, rel=1e-12)  # µm default
+        assert slide.objective_power == 40  # the objective the image refers to, not the first one
+        # OpenSlide's downsamples for the same level sizes: the mean of the two axes' ratios
+        assert slide.level_downsamples == same_sizes.level_downsamples
+        assert slide.level_downsamples[1] == (4443 / 2222 + 3567 / 1784) / 2
+        assert list(slide.associated_images) == ["label"]
+        np.testing.assert_array_equal(slide.associated_images["label"], LABEL)
+        props = slide.properties
+        assert props["openslide.level-count"] == "3" and props["openslide.level[2].width"] == "1111"
+        assert props["tiff.ImageDescription"].rstrip().endswith("</OME>")
+        meta = slide.metadata()
+        assert meta["level_dimensions"] == [list(d) for d in PYRAMID]
+        assert meta["associated_images"] == ["label"]
+
+
+@pytest.mark.parametrize(
+    ("size", "unit", "mpp"),
+    [
+        (0.5, None, 0.5),  # OME's default unit is µm
+        (0.5, "\u00b5m", 0.5),
+        (0.5, "\u03bcm", 0.5),  # Greek mu, as some writers spell it
+        (500, "nm", 0.5),
+        (5e-4, "mm", 0.5),
+        (5e-5, "cm", 0.5),
+        (0.5, "pixel", None),  # not a length: no µm/px rather than a wrong one
+    ],
+)
+def test_ome_pixel_size_units(tmp_path: Path, size: float, unit: str | None, mpp: float | None) -> None:
+    levels = [np.full((300, 400, 3), 180, np.uint8), np.full((150, 200, 3), 180, np.uint8)]
+    unit_xml = {"PhysicalSizeXUnit": unit} if unit else {}
+    path = write_ome(tmp_path / "units.ome.tiff", levels, PhysicalSizeX=size, PhysicalSizeY=size, **unit_xml)
+    with open_slide(path) as slide:
+        assert slide.level_count == 2 and slide.objective_power is None
+        assert slide.mpp == (pytest.approx(mpp, rel=1e-12) if mpp else None)
+
+
+def test_ome_pyramid_in_reduced_pages_is_read_too(tmp_path: Path, pyramid_pixels: list[np.ndarray]) -> None:
+    # libvips' layout: the OME-XML describes page 0 only; the reduced pages after it are the pyramid
+    path = tmp_path / "pages.tif"  # not named .ome: the OME-XML alone makes it OME-TIFF
+    xml = tifffile.OmeXml()
+    xml.addimage(np.uint8, pyramid_pixels[0].shape, (1, 1, 1, *pyramid_pixels[0].shape), axes="YXS")
+    with tifffile.TiffWriter(path) as writer:
+        for level, pixels in enumerate(pyramid_pixels):
+            writer.write(
+                pixels,
+                tile=(256, 256),
+                compression="jpeg",
+                photometric="rgb",
+                subfiletype=int(level > 0),
+                description=xml.tostring() if level == 0 else None,
+                metadata=None,
+            )
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome and len(tif.series[0].levels) == 1
+        reference = [tifffile.imread(path, key=page) for page in range(len(tif.pages))]
+    with open_slide(path) as slide:
+        assert slide.vendor == "ome-tiff" and slide.level_dimensions == PYRAMID
+        assert_levels_exact(slide, reference)
+
+
+def test_ome_with_openslide_backend_is_its_first_page(ome_pyramid: Path) -> None:
+    # OpenSlide sees the top-level pages only (a generic TIFF); no SubIFD levels, no OME pixel size
+    with open_slide(ome_pyramid, backend="openslide") as theirs, open_slide(ome_pyramid) as ours:
+        assert theirs.backend == "openslide" and theirs.level_dimensions == PYRAMID[:1] and theirs.mpp is None
+        size = theirs.dimensions
+        # level 0, which OpenSlide reads without resampling: the same colours as tifffile's
+        np.testing.assert_array_equal(theirs.read_region((0, 0), 0, size), ours.read_region((0, 0), 0, size))
+
+
+@pytest.mark.parametrize(
+    ("planes", "axes", "message"),
+    [
+        (np.zeros((4, 300, 400), np.uint16), "CYX", "4 channels of uint16"),  # fluorescence
+        (np.zeros((2, 300, 400, 3), np.uint8), "TYXS", "2 time points of uint8"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["auto", "openslide"])
+def test_ome_of_several_planes_is_refused(
+    tmp_path: Path, planes: np.ndarray, axes: str, message: str, backend: str
+) -> None:
+    path = tmp_path / "planes.ome.tif"
+    photometric = "rgb" if axes.endswith("S") else "minisblack"
+    tifffile.imwrite(path, planes, tile=(128, 128), photometric=photometric, metadata={"axes": axes})
+    with pytest.raises(ScoreNetInputError, match=f"{message}.*8-bit RGB") as err:
+        open_slide(path, backend=backend)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ome_single_grey_16bit_plane_opens_as_plain_image(tmp_path: Path) -> None:
+    path = tmp_path / "grey.ome.tif"
+    grey = np.arange(300 * 400, dtype=np.uint16).reshape(300, 400)
+    tifffile.imwrite(path, grey, tile=(128, 128), photometric="minisblack", metadata={"PhysicalSizeX": 0.5})
+    with open_slide(path) as slide:
+        assert slide.backend == "image" and slide.vendor == "image"
+        assert any("greyscale" in note for note in slide.notes)
+        expected = np.floor(grey / 257 + 0.5).astype(np.uint8)  # plain_image's 16-bit rule
+        np.testing.assert_array_equal(slide.read_region((0, 0), 0, (400, 300))[..., 0], expected)
+
+
+def test_ome_missing_codec_falls_back_to_openslide_or_is_refused(
+    ome_pyramid: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    problem = "JPEG requires the 'imagecodecs' package"
+    monkeypatch.setattr(tiff_backend, "decoder_problem", lambda code: problem)
+    with caplog.at_level(logging.WARNING, logger="scorenet.ome_tiff"), open_slide(ome_pyramid) as slide:
+        assert slide.backend == "openslide" and slide.level_count == 1
+    assert any("imagecodecs" in r.getMessage() and "first page" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ScoreNetInputError, match="OME-TIFF.*imagecodecs") as err:
+        open_slide(ome_pyramid, backend="tifffile")
+    assert str(ome_pyramid) in str(err.value)
+
+
+def test_ome_subifd_tiles_past_the_end_are_refused_when_opened(ome_pyramid: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cut.ome.tif"
+    shutil.copy(ome_pyramid, path)
+    size = path.stat().st_size
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        level = tif.series[0].levels[2].keyframe  # a SubIFD: OpenSlide and a top-level check never see it
+        offsets = list(level.dataoffsets)
+        offsets[-1] = size + 1000
+        level.tags["TileOffsets"].overwrite(offsets)
+    with pytest.raises(ScoreNetInputError, match="truncated") as err:
+        open_slide(path)
+    assert str(path) in str(err.value)

@@ -33,7 +33,7 @@ def _config(data: Path, out: Path, **kwargs) -> TrainConfig:
 
 def test_learns_carcinoma_vs_stroma_and_writes_its_files(demo_root: Path, tmp_path: Path) -> None:
     events = []
-    result = train(_config(demo_root, tmp_path / "run", mpp=0.5), progress=events.append)
+    result = train(_config(demo_root, tmp_path / "run", mpp=0.5), progress=lambda e: events.append(e.info))
     assert not result.stopped and len(result.history) == 4
     best_f1 = max(row["val_weighted_f1"] for row in result.history)
     assert best_f1 >= 0.75  # chance is 0.5
@@ -64,7 +64,7 @@ def test_resume_after_a_stop_gives_the_uninterrupted_weights(demo_root: Path, tm
 
     part = train(
         _config(demo_root, tmp_path / "part", **kwargs),
-        progress=seen.append,
+        progress=lambda e: seen.append(e.info),
         should_stop=stop_mid_second_epoch,
     )
     assert part.stopped and len(part.history) == 1

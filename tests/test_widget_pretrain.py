@@ -83,7 +83,7 @@ def test_pretrain_cancel_keeps_last_epoch(slide_viewer, qtbot, tmp_path, notes, 
     widget = _widget(slide_viewer, tmp_path / "run", epochs=5)
 
     def stop_after_first_epoch(event):
-        if "teacher_temp" in event:  # the epoch's row
+        if event.info.get("epoch_end"):
             widget.cancel()
 
     widget.start_button.click()

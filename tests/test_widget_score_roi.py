@@ -101,13 +101,13 @@ def test_click_path_layers_and_rerun(make_napari_viewer, qtbot, slides_dir, chec
 def test_cancel_shows_no_result(make_napari_viewer, qtbot, slides_dir, checkpoint, errors, monkeypatch):
     viewer = make_napari_viewer()
     widget = _widget(viewer, slides_dir, checkpoint, rois=(ROI, (3000, 1500, 700, 500)))
-    real = score_roi.score_rois
+    real = score_roi.iter_score_rois
 
     def pressed_cancel_at_start(*args, **kwargs):
         widget.cancel()  # as if Cancel were clicked while the worker starts
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(score_roi, "score_rois", pressed_cancel_at_start)
+    monkeypatch.setattr(score_roi, "iter_score_rois", pressed_cancel_at_start)
     n_layers = len(viewer.layers)
     _score(qtbot, widget)
     assert not errors and not widget.results
@@ -151,3 +151,46 @@ def test_bundled_checkpoint_absent_and_magnification_without_mpp(
     widget.mpp.setValue(10)
     widget.score_button.click()
     assert "tcga-cr-7395" in errors[-1] and "objective power" in errors[-1] and widget.worker is None
+
+
+def test_widget_refuses_what_the_cli_refuses(make_napari_viewer, slides_dir, checkpoint, errors):
+    """µm/px on a slide that records no pixel size: refused with the CLI's message, nothing read."""
+    from scorenet.resolution import resolve_resolution
+    from scorenet.slide import open_slide
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint)
+    widget.unit.setCurrentIndex(0)
+    widget.mpp.setValue(0.25)
+    widget.score_button.click()
+    with open_slide(slides_dir / "tcga-cr-7395-01a-01-ts1.svs") as slide:
+        with pytest.raises(Exception) as refused:
+            resolve_resolution(slide, mpp=0.25)
+    assert errors[-1] == str(refused.value) and widget.worker is None and not widget.results
+
+
+def test_whole_slide_thumbnail_reads_the_coarsest_level_without_pixel_size(
+    make_napari_viewer, qtbot, slides_dir, checkpoint, errors
+):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint)
+    widget.source_box.setCurrentIndex(2)  # Whole slide (thumbnail)
+    _score(qtbot, widget)
+    assert not errors
+    (score,) = widget.results
+    # TCGA records no pixel size: the thumbnail still comes from level 1 (downsample 2.0005), not level 0
+    assert score.scale == pytest.approx(1 / 2.0005, rel=1e-3)
+    assert score.roi == (0, 0, 4443, 3567)
+
+
+def test_progress_counts_rois_read_and_scored(make_napari_viewer, qtbot, slides_dir, checkpoint, errors):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint, rois=(ROI, (1200, 1000, 512, 512)))
+    seen, show = [], widget._on_progress
+    widget._on_progress = lambda event: (seen.append((event.done, event.total)), show(event))
+    _score(qtbot, widget)
+    assert not errors and len(widget.results) == 2
+    # two RoIs of different sizes: two batches, each read then scored, as the bar shows them
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert widget._bar.n == widget._bar.total == 4
+    assert widget.status.text().startswith("2 RoI(s): ")

@@ -45,3 +45,22 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     return Path(path)
+
+
+def writable_folder(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` as a folder if needed and check that files can be written in it.
+
+    Called before long work whose results go there, so a bad ``--out`` fails first, not after the run.
+    """
+    from .errors import ScoreNetInputError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ScoreNetInputError("output path is a file, not a folder", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ScoreNetInputError(f"cannot write in this folder ({err.strerror or err})", path) from None
+    return path

@@ -131,8 +131,26 @@ def load_checkpoint(
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"corrupt checkpoint weights ({err})", path) from err
     model = ScoreNet(info.config, name=info.name)
+    mismatch = weights_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"the weights do not match the model its header describes ({mismatch})", path)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights do not match the architecture in the header ({err})", path) from err
+    except RuntimeError as err:  # torch's message spans lines; the CLI prints one
+        raise CheckpointError(f"the weights do not load into the model ({one_line(err)})", path) from err
     return model.to(map_location).eval(), info
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """How ``found`` differs from ``expected`` in names and shapes, counted on one line with the
+    first difference as an example; ``""`` when they agree."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [k for k in expected if k in found and found[k].shape != expected[k].shape]
+    if not (missing or unexpected or reshaped):
+        return ""
+    example = (missing or reshaped or unexpected)[0]
+    return (
+        f"{len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} of other shape, "
+        f"e.g. {example!r}"
+    )

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .choices import DEFAULT_RECIPE, DEVICE_HELP, TRAIN, Device, Mix, Model, values
 from .cli_pretrain import add_pretrain
 from .errors import ScoreNetInputError
+from .jobs import Progress
 from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
-MIXES = ("none", "cutmix", "saliencymix", "scoremix")  # scorenet.mixing.MIX_METHODS, without importing torch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +41,13 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, got {text}")
+    return value
+
+
 def _percent(text: str) -> float:
     value = float(text)
     if not 0 < value <= 100:
@@ -48,41 +56,64 @@ def _percent(text: str) -> float:
 
 
 _TRAIN_HELP = (
-    "Train ScoreNet with a named recipe: 'scratch' (default, for a randomly initialised model: the "
+    "Train ScoreNet with a named recipe: 'scratch' (for a randomly initialised model: the "
     "paper's SGD with min-max scaled top-K scores and a large top-K noise decayed to 0) or 'paper' (the "
-    "paper's finetuning: SGD momentum 0.9, lr 1e-2 * batch / 256, cosine, fixed top-K noise). Options "
-    "left unset come from the recipe. Writes OUT/last.safetensors, "
+    f"paper's finetuning: SGD momentum {TRAIN.momentum}, lr 1e-2 * batch / 256, cosine, fixed top-K noise); "
+    f"default: {DEFAULT_RECIPE}. Options left unset come from the recipe. Writes OUT/last.safetensors, "
     "OUT/best.safetensors (best validation weighted F1), OUT/last_state.pt, OUT/log.csv, OUT/log.json."
 )
+
+
+def _by_recipe(text: str, name: str) -> str:
+    """Help for an option a recipe may set: ``text`` and its default, per recipe where they differ."""
+    chosen = {recipe: settings.get(name, getattr(TRAIN, name)) for recipe, settings in RECIPES.items()}
+    if len(set(chosen.values())) == 1:
+        default = f"default: {chosen[DEFAULT_RECIPE]}"
+    else:
+        default = "recipe " + ", ".join(f"{recipe}: {value}" for recipe, value in chosen.items())
+    return f"{text} ({default})" if text else default
+
+
+def _add_device(p: argparse.ArgumentParser, default: str = Device.AUTO.value) -> None:
+    p.add_argument("--device", default=default, help=f"{DEVICE_HELP} (default: %(default)s)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="finetune ScoreNet on a labelled folder", description=_TRAIN_HELP)
     p.add_argument("data", type=Path, help="ROOT/<class>/*, ROOT/{train,val[,test]}/<class>/* or a CSV")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--model", default="scorenet_4_1", choices=["scorenet_4_1", "scorenet_4_3"])
-    p.add_argument("--recipe", default="scratch", choices=list(RECIPES), help="default: scratch")
-    p.add_argument("--epochs", type=int, default=None, help="recipe default: 15")
-    p.add_argument("--batch-size", type=int, default=8)
+    # defaults: scorenet.choices.TRAIN, which TrainConfig's fields take too; recipe options stay None
+    # so that the recipe sets them (see _run_train)
+    p.add_argument("--model", default=TRAIN.model, choices=values(Model), help="default: %(default)s")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES), help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=None, help=_by_recipe("", "epochs"))
+    p.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=None, help="default 1e-2 * batch size / 256")
-    p.add_argument("--min-lr", type=float, default=1e-6, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=float, default=None, help="default 0")
-    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help="default sgd (momentum 0.9)")
-    p.add_argument("--scorer-lr-scale", type=float, default=None, help="scorer lr relative to the rest")
-    p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up (default 0)")
-    p.add_argument("--scorer-freeze-epochs", type=float, default=None, help="epochs before the scorer learns")
-    p.add_argument(
-        "--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help="top-K noise (scratch: linear)"
-    )
-    p.add_argument("--mix", default="none", choices=MIXES)
-    p.add_argument("--mix-prob", type=float, default=1.0, help="chance that a batch is mixed")
-    p.add_argument("--fraction", type=_percent, default=1.0, metavar="PCT", help="percent of training data")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of a plain folder")
+    p.add_argument("--min-lr", type=float, default=TRAIN.min_lr, help="cosine's end (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=None, help=_by_recipe("", "weight_decay"))
+    optimizer = _by_recipe(f"sgd has momentum {TRAIN.momentum}", "optimizer")
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS), help=optimizer)
+    scorer_lr = _by_recipe("scorer lr relative to the rest", "scorer_lr_scale")
+    p.add_argument("--scorer-lr-scale", type=float, default=None, help=scorer_lr)
+    warmup = _by_recipe("linear lr warm-up", "warmup_epochs")
+    p.add_argument("--warmup-epochs", type=float, default=None, help=warmup)
+    freeze = _by_recipe("epochs before the scorer learns", "scorer_freeze_epochs")
+    p.add_argument("--scorer-freeze-epochs", type=float, default=None, help=freeze)
+    sigma = _by_recipe("top-K noise", "sigma_schedule")
+    p.add_argument("--sigma-schedule", default=None, choices=list(SIGMA_SCHEDULES), help=sigma)
+    p.add_argument("--mix", default=TRAIN.mix, choices=values(Mix), help="default: %(default)s")
+    p.add_argument("--mix-prob", type=float, default=TRAIN.mix_prob,
+                   help="chance that a batch is mixed (default: %(default)s)")  # fmt: skip
+    p.add_argument("--fraction", type=_percent, default=TRAIN.fraction, metavar="PCT",
+                   help=f"percent of training data (default: {TRAIN.fraction * 100:g})")  # fmt: skip
+    p.add_argument("--val-fraction", type=float, default=TRAIN.val_fraction,
+                   help="validation share of a plain folder (default: %(default)s)")  # fmt: skip
     p.add_argument("--split-csv", type=Path, default=None, help="CSV path,label,split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=TRAIN.seed, help="default: %(default)s")
+    _add_device(p, TRAIN.device)
     p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--workers", type=int, default=TRAIN.num_workers,
+                   help="data-loading processes (default: %(default)s)")  # fmt: skip
     p.add_argument("--mpp", type=float, default=None, help="um/px of the images (stored in checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument(
@@ -106,28 +137,31 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 class _EpochBars:
-    """One tqdm bar per epoch on stderr: loss and lr per step, then the validation F1."""
+    """One tqdm bar per epoch on stderr: loss and lr per step, then the epoch's summary."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.bar = None
 
-    def update(self, event: dict[str, Any]) -> None:
+    def update(self, event: Progress) -> None:
+        """Show a training or pre-training ``Progress`` event."""
         if not self.enabled:
             return
         from tqdm.auto import tqdm
 
-        desc = f"epoch {event['epoch']}"
+        info = event.info
+        desc = f"epoch {info['epoch']}/{info['epochs']}"
         if self.bar is None or self.bar.desc != desc:
             self.close()
-            self.bar = tqdm(total=event["steps"], desc=desc, file=sys.stderr)
-        if "train_loss" in event:  # the epoch's summary
-            val_f1 = event.get("val_weighted_f1")
-            self.bar.set_postfix(
-                loss=f"{event['loss']:.3f}", val_f1="-" if val_f1 is None else f"{val_f1:.3f}"
-            )
+            self.bar = tqdm(total=info["steps"], desc=desc, file=sys.stderr)
+        if info.get("epoch_end"):
+            val_f1 = info.get("val_weighted_f1")
+            summary = {"loss": f"{info['loss']:.3f}"}
+            if event.job == "train":
+                summary["val_f1"] = "-" if val_f1 is None else f"{val_f1:.3f}"
+            self.bar.set_postfix(summary)
         else:
-            self.bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", refresh=False)
+            self.bar.set_postfix(loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.2e}", refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:
@@ -195,10 +229,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="default: test, else val, else all images",
     )
     p.add_argument("--split-csv", type=Path, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
+    # evaluate_checkpoint's and probe_checkpoint's defaults (tests/test_choices.py holds them equal)
+    p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
+    _add_device(p)
     p.add_argument("--probe", action="store_true", help="also cross-validate probes on frozen features")
-    p.add_argument("--folds", type=int, default=5, help="folds of the probes' stratified CV")
+    p.add_argument("--folds", type=int, default=5, help="folds of the probes' stratified CV (%(default)s)")
     p.set_defaults(func=_run_eval)
 
 
@@ -238,30 +273,50 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="slide (any OpenSlide format) or plain image")
     p.add_argument("--roi", type=int, nargs=4, action="append", metavar=("X", "Y", "W", "H"),
                    help="level-0 region (repeatable); default: the whole image")  # fmt: skip
-    p.add_argument(
-        "--mpp", type=float, default=None, help="read at this um/px (default: checkpoint's, else level 0)"
+    resolution = p.add_mutually_exclusive_group()
+    resolution.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="read at this um/px (default: the checkpoint's when the slide records its pixel size, "
+        "else level 0)",
+    )
+    resolution.add_argument(
+        "--magnification", type=float, default=None, help="read at this objective magnification, e.g. 10"
     )
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--device", default="auto")
+    _add_device(p)
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads of the model (default: the cores found free when scoring starts)",
+    )
     p.set_defaults(func=_run_score)
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from .atomic import writable_folder
     from .checkpoint import load_checkpoint
     from .export import write_score_outputs
     from .inference import score_rois
+    from .resolution import resolve_resolution
     from .slide import open_slide
 
+    writable_folder(args.out)  # before the scoring, not after it
     model, info = load_checkpoint(args.checkpoint)
-    mpp = args.mpp if args.mpp is not None else info.metadata.get("mpp")
     with open_slide(args.image) as slide:
-        if args.mpp is None and mpp is not None and slide.mpp is None:
-            # the checkpoint's resolution cannot be matched; an explicit --mpp still errors
-            logging.warning("%s records no um/px: reading at level 0, not at %s um/px", args.image, mpp)
-            mpp = None
+        resolution = resolve_resolution(
+            slide, mpp=args.mpp, magnification=args.magnification, checkpoint_mpp=info.metadata.get("mpp")
+        )
+        if resolution.note:
+            logging.warning("%s", resolution.note)
         rois = args.roi or [(0, 0, *slide.level_dimensions[0])]
-        scores = score_rois(model, slide, rois, mpp=mpp, device=args.device, class_names=info.class_names)
+        scores = score_rois(
+            model, slide, rois, resolution=resolution, device=args.device, class_names=info.class_names,
+            threads=args.threads,
+        )
     outputs = []
     for i, score in enumerate(scores, start=1):
         out_dir = args.out if len(scores) == 1 else args.out / f"roi_{i}"

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .choices import DEVICE_HELP, PRETRAIN, Model, values
+
 PRETRAIN_HELP = (
     "Pre-train ScoreNet without labels on slides (any format the reader opens) and folders of images. "
     "Images are sampled at random inside tissue (detected on a thumbnail). --mode modular (default): "
@@ -30,29 +32,37 @@ def add_pretrain(sub: argparse._SubParsersAction, override: Any) -> None:
     )
     p.add_argument("sources", nargs="+", type=Path, help="slides, images or folders of them")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--mode", choices=MODES, default="modular")
-    p.add_argument("--part", choices=PARTS, default="both", help="modular mode: what to pre-train")
-    p.add_argument("--model", default="scorenet_4_1")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--samples-per-epoch", type=int, default=1024, help="random tissue crops per epoch")
-    p.add_argument("--batch-size", type=int, default=16)
+    # defaults: scorenet.choices.PRETRAIN, equal to PretrainConfig's (tests/test_choices.py)
+    d = PRETRAIN
+    p.add_argument("--mode", choices=MODES, default=d.mode, help="default: %(default)s")
+    p.add_argument("--part", choices=PARTS, default=d.part,
+                   help="modular mode: what to pre-train (default: %(default)s)")  # fmt: skip
+    p.add_argument("--model", default=d.model, choices=values(Model), help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch,
+                   help="random tissue crops per epoch (default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=None, help="default 5e-4 * batch / 256 (DINO)")
-    p.add_argument("--teacher-temp", type=float, default=0.07, help="after its warm-up from 0.04 (DINO)")
-    p.add_argument("--teacher-momentum", type=float, default=0.996,
-                   help="teacher EMA momentum at the start, raised to 1 on a cosine (DINO)")  # fmt: skip
-    p.add_argument("--local-crops", type=int, default=8, help="DINO local views per image (modular)")
-    p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"),
-                   help="unbiased mode: ScoreNet input size in pixels")  # fmt: skip
+    warm = f"after a warm-up from {d.warmup_teacher_temp} (DINO; default: %(default)s)"
+    p.add_argument("--teacher-temp", type=float, default=d.teacher_temp, help=warm)
+    p.add_argument("--teacher-momentum", type=float, default=d.momentum_teacher,
+                   help="teacher EMA momentum at the start, raised to 1 on a cosine (DINO; default: "
+                   "%(default)s)")  # fmt: skip
+    p.add_argument("--local-crops", type=int, default=d.local_crops,
+                   help="DINO local views per image (modular; default: %(default)s)")  # fmt: skip
+    p.add_argument("--image-size", type=int, nargs=2, default=d.image_size, metavar=("H", "W"),
+                   help="unbiased mode: ScoreNet input size in pixels (default: {} {})".format(*d.image_size))
     p.add_argument(
         "--mpp", type=float, default=None, help="µm/px of the high-resolution pixels (default: native)"
     )
     p.add_argument("--tissue-method", choices=TISSUE_METHODS, default=None, help="tissue detection channel")
     p.add_argument("--tissue-threshold", type=float, default=None, help="tissue threshold (default: Otsu)")
-    p.add_argument("--min-tissue", type=float, default=0.5, help="least tissue share of a sampled image")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--min-tissue", type=float, default=d.min_tissue,
+                   help="least tissue share of a sampled image (default: %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--device", default=d.device, help=f"{DEVICE_HELP} (default: %(default)s)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--workers", type=int, default=d.num_workers, help="data loader processes (%(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
     p.add_argument("--init", type=Path, default=None, help="start from these weights (e.g. a modular run's)")
     p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="KEY=VALUE",
@@ -80,12 +90,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
 
     with _EpochBars(enabled=is_main) as bars:
-
-        def relay(event: dict[str, Any]) -> None:
-            # an epoch's row carries the teacher's temperature; the bars show it as the epoch's summary
-            bars.update({**event, "train_loss": event["loss"]} if "teacher_temp" in event else event)
-
-        result = pretrain(config, progress=relay)
+        result = pretrain(config, progress=bars.update)
     summary = {
         "weights": str(result.weights),
         "epochs_done": len(result.history),

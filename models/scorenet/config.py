@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choices import Model
 from .topk import ESTIMATORS
 
 # what the perturbed top-K perturbs: "uniform" is N * P (1 for a uniform distribution), "minmax" the
@@ -94,7 +95,8 @@ class ScoreNetConfig:
         return cls(**data)
 
 
+# the variants by name (scorenet.choices.Model lists the names)
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {
-    "scorenet_4_1": {"scorer_cls_in_head": 4, "global_cls_in_head": 1},
-    "scorenet_4_3": {"scorer_cls_in_head": 4, "global_cls_in_head": 3},
+    Model.SCORENET_4_1.value: {"scorer_cls_in_head": 4, "global_cls_in_head": 1},
+    Model.SCORENET_4_3.value: {"scorer_cls_in_head": 4, "global_cls_in_head": 3},
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,18 +14,11 @@ from torch.utils.data import DataLoader
 
 from .config import ScoreNetConfig
 from .data import GridBatchSampler, GridImageDataset, Sample, load_splits
+from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
 
 if TYPE_CHECKING:
     from .model import ScoreNet
     from .pretrained import InitReport
-
-ProgressFn = Callable[[dict[str, Any]], None]
-StopFn = Callable[[], bool]
-
-
-class Stopped(Exception):
-    """``should_stop()`` asked the evaluation to end early."""
-
 
 def classification_metrics(
     labels: Sequence[int], predicted: Sequence[int], class_names: Sequence[str]
@@ -98,31 +91,47 @@ def make_loader(
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
 
 
-@torch.inference_mode()
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def predict(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device,
     *,
     progress: ProgressFn | None = None,
+    **options: Any,
+) -> Predictions:
+    """(labels (N,), predicted (N,), features (N, D)) in dataset order: :func:`iter_predict` to its end."""
+    return run_job(iter_predict(model, loader, device, **options), progress)
+
+
+@torch.inference_mode()
+def iter_predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
     should_stop: StopFn | None = None,
     autocast_dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels (N,), predicted (N,), features (N, D)) in dataset order; the model is put in eval mode."""
+    job: str = "evaluate",
+) -> Job[Predictions]:
+    """Predict batch by batch, yielding a ``Progress`` per batch; the model is put in eval mode.
+
+    ``should_stop()`` is asked before each batch; True raises ``scorenet.jobs.Cancelled``.
+    """
     model.eval()
     order, labels, predicted, features = [], [], [], []
     batches = list(loader.batch_sampler)
     for step, (batch, (images, targets)) in enumerate(zip(batches, loader, strict=True), start=1):
-        if should_stop is not None and should_stop():
-            raise Stopped
+        check_stop(should_stop, f"{job} stopped after {step - 1} of {len(batches)} batches")
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = model(images.to(device, non_blocking=True))
         order.extend(batch)
         labels.append(targets.numpy())
         predicted.append(out.logits.argmax(1).cpu().numpy())
         features.append(out.features.float().cpu().numpy())
-        if progress is not None:
-            progress({"step": step, "steps": len(batches)})
+        yield Progress(job, step, len(batches), "batch", {"images": len(order)})
     inverse = np.argsort(np.array(order), kind="stable")
     return (
         np.concatenate(labels)[inverse],
@@ -135,14 +144,24 @@ def evaluate_checkpoint(
     data: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
     *,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Metrics of ``checkpoint`` on ``data``: :func:`iter_evaluate_checkpoint` run to its end."""
+    return run_job(iter_evaluate_checkpoint(data, checkpoint, **options), progress)
+
+
+def iter_evaluate_checkpoint(
+    data: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
     device: str = "auto",
     split: str | None = None,
     batch_size: int = 8,
     split_csv: str | os.PathLike[str] | None = None,
-    progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
-) -> dict[str, Any]:
-    """Metrics of ``checkpoint`` on ``data``.
+) -> Job[dict[str, Any]]:
+    """Metrics of ``checkpoint`` on ``data``, yielding a ``Progress`` per batch.
 
     ``split`` picks train/val/test of a split layout or CSV; by default the test split when there is
     one, else every image of a plain ImageFolder (an evaluation folder, not a training one). Class
@@ -155,7 +174,7 @@ def evaluate_checkpoint(
     model, info = load_checkpoint(checkpoint, map_location=dev)
     samples, split = _checkpoint_samples(data, info.class_names, split, split_csv)
     loader = make_loader(samples, model, batch_size)
-    labels, predicted, _ = predict(model, loader, dev, progress=progress, should_stop=should_stop)
+    labels, predicted, _ = yield from iter_predict(model, loader, dev, should_stop=should_stop)
     metrics = classification_metrics(labels, predicted, info.class_names)
     metrics.update(split=split, checkpoint=str(checkpoint), data=str(data))
     return metrics

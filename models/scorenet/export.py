@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import io as atomic_io
+from . import atomic
 from .inference import RoiScore
 
 # one colour per class index (Tableau 10), RGB
@@ -78,7 +78,7 @@ def regions_geojson(score: RoiScore) -> dict[str, Any]:
 
 def write_geojson(path: PathLike, score: RoiScore) -> Path:
     """``regions_geojson(score)`` as a .geojson file."""
-    return atomic_io.atomic_write(path, json.dumps(regions_geojson(score)))
+    return atomic.atomic_write(path, json.dumps(regions_geojson(score)))
 
 
 def write_regions_csv(path: PathLike, score: RoiScore) -> Path:
@@ -88,7 +88,7 @@ def write_regions_csv(path: PathLike, score: RoiScore) -> Path:
     writer.writerow(CSV_COLUMNS)
     for rank, value, box in zip(score.ranks, score.scores, score.boxes_level0, strict=True):
         writer.writerow([int(rank), repr(float(value)), *(repr(float(v)) for v in box)])
-    return atomic_io.atomic_write(path, buffer.getvalue())
+    return atomic.atomic_write(path, buffer.getvalue())
 
 
 def prediction_dict(score: RoiScore) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def prediction_dict(score: RoiScore) -> dict[str, Any]:
 
 def write_prediction_json(path: PathLike, score: RoiScore) -> Path:
     """``prediction_dict(score)`` as a .json file."""
-    return atomic_io.atomic_write(path, json.dumps(prediction_dict(score), indent=2))
+    return atomic.atomic_write(path, json.dumps(prediction_dict(score), indent=2))
 
 
 def heat_map(score: RoiScore) -> np.ndarray:
@@ -154,14 +154,14 @@ def write_overlay_png(path: PathLike, score: RoiScore) -> Path:
     ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError("PNG encoding of the overlay failed")
-    return atomic_io.atomic_write(path, encoded.tobytes())
+    return atomic.atomic_write(path, encoded.tobytes())
 
 
 def write_distribution_npy(path: PathLike, score: RoiScore) -> Path:
     """The (gh, gw) float32 distribution as a .npy file (loads with ``np.load``, no pickle)."""
     buffer = io.BytesIO()
     np.save(buffer, score.distribution.astype(np.float32), allow_pickle=False)
-    return atomic_io.atomic_write(path, buffer.getvalue())
+    return atomic.atomic_write(path, buffer.getvalue())
 
 
 def write_score_outputs(out_dir: PathLike, score: RoiScore) -> dict[str, Path]:

@@ -9,16 +9,21 @@ is already a whole number of regions (and at least K of them).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import ScoreNetInputError
+from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .model import ScoreNet, ScoreNetOutput
-from .slide import RoiRead, Slide, read_roi, roi_scale
+from .resolution import Resolution, resolve_resolution
+from .slide import RoiRead, Slide, read_roi
+from .threads import ThreadPolicy, intra_op_threads
 
 # ~1.2 GB as float32 RGB, the size of a float copy should one be made on the way
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -29,10 +34,6 @@ SOURCE_PIXELS_PER_PIXEL = 4
 
 Roi = tuple[int, int, int, int]
 Box = tuple[float, float, float, float]
-
-
-class Cancelled(Exception):
-    """Scoring stopped because ``should_stop()`` returned True."""
 
 
 @dataclass
@@ -88,10 +89,23 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def _resolution(slide: Slide, resolution: Resolution | float | None) -> Resolution:
+    """A resolution as given, or ``mpp`` (a number) or level 0 (None) through the shared rule."""
+    if isinstance(resolution, Resolution):
+        return resolution
+    return resolve_resolution(slide, mpp=resolution)
+
+
 def check_roi(
-    slide: Slide, roi: Sequence[int], mpp: float | None, max_pixels: int = DEFAULT_MAX_PIXELS
+    slide: Slide,
+    roi: Sequence[int],
+    resolution: Resolution | float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Refuse an RoI that is empty, lies outside the slide or is too large at ``mpp``; reads nothing."""
+    """Refuse an RoI that is empty, lies outside the slide or is too large; reads nothing.
+
+    ``resolution`` is a resolved :class:`Resolution`, a µm/px or None (level 0).
+    """
     x, y, w, h = (int(v) for v in roi)
     if w <= 0 or h <= 0:
         raise ScoreNetInputError(f"RoI size must be positive, got {w} x {h} pixels", slide.path)
@@ -101,13 +115,14 @@ def check_roi(
             f"RoI x={x} y={y} w={w} h={h} lies entirely outside the slide ({width} x {height} pixels)",
             slide.path,
         )
-    scale = roi_scale(slide, mpp=mpp)
+    resolution = _resolution(slide, resolution)
+    scale = resolution.scale
     out_w, out_h = round(w * scale), round(h * scale)
     if out_w * out_h > max_pixels:
-        at = f"{mpp:g} um/px" if mpp is not None else "level 0"
         raise ScoreNetInputError(
-            f"RoI of {w} x {h} level-0 pixels is {out_w} x {out_h} = {out_w * out_h:,} pixels at {at}, "
-            f"over the limit of {max_pixels:,}; choose a coarser resolution (larger mpp) or a smaller RoI",
+            f"RoI of {w} x {h} level-0 pixels is {out_w} x {out_h} = {out_w * out_h:,} pixels at "
+            f"{resolution.describe()}, over the limit of {max_pixels:,}; choose a coarser resolution "
+            "(larger mpp) or a smaller RoI",
             slide.path,
         )
     level = slide.best_level_for_downsample(1.0 / scale)
@@ -147,10 +162,11 @@ def snap_roi(model: ScoreNet, roi: Roi, scale: float) -> Roi:
 
 
 def _read_input(
-    slide: Slide, model: ScoreNet, roi: Roi, mpp: float | None, scale: float
+    slide: Slide, model: ScoreNet, roi: Roi, resolution: Resolution
 ) -> tuple[RoiRead, np.ndarray]:
-    """The snapped RoI read at ``mpp`` and its pixels at exactly the grid's size."""
-    read = read_roi(slide, *snap_roi(model, roi, scale), mpp=mpp)
+    """The snapped RoI read at ``resolution`` and its pixels at exactly the grid's size."""
+    scale = resolution.scale
+    read = read_roi(slide, *snap_roi(model, roi, scale), resolution=resolution)
     p = model.config.region_size
     gh, gw = _input_grid(model, roi, scale)
     image = read.image
@@ -185,18 +201,40 @@ def score_rois(
     slide: Slide,
     rois: Sequence[Sequence[int]],
     *,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> list[RoiScore]:
+    """Score each level-0 RoI ``(x, y, w, h)`` of ``slide``: :func:`iter_score_rois` run to its end.
+
+    ``progress(event)`` gets each :class:`scorenet.jobs.Progress`; the keywords are those of
+    :func:`iter_score_rois`.
+    """
+    return run_job(iter_score_rois(model, slide, rois, **options), progress)
+
+
+def iter_score_rois(
+    model: ScoreNet,
+    slide: Slide,
+    rois: Sequence[Sequence[int]],
+    *,
     mpp: float | None = None,
+    resolution: Resolution | None = None,
     device: str | torch.device = "auto",
     class_names: Sequence[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: StopFn | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> list[RoiScore]:
-    """Score each level-0 RoI ``(x, y, w, h)`` of ``slide`` read at ``mpp`` (None: level 0).
+    threads: int | None = None,
+) -> Job[list[RoiScore]]:
+    """Score RoIs read at ``mpp`` (None: level 0) or ``resolution``, yielding progress; return the scores.
 
-    RoIs of equal input size share a batch. ``progress(done, total)`` is called after each batch and
-    ``should_stop()`` before each; when it returns True, :class:`Cancelled` is raised. Results come in
-    the order of ``rois``; the model is left in the training mode it came in.
+    ``resolution`` (from ``scorenet.resolution.resolve_resolution``, e.g. with the checkpoint's µm/px)
+    replaces ``mpp``. RoIs of equal input size share a batch; each batch yields two events, after its
+    read (``stage`` "read") and after the model (``stage`` "scored"), counting RoIs read and scored out
+    of twice their number. ``should_stop()`` is asked before each read and each forward pass; when it
+    returns True, :class:`Cancelled` is raised with the finished scores as ``partial``. All RoIs are
+    checked before anything is read. Results come in the order of ``rois``; the model is left in the
+    training mode it came in. On the CPU the forward passes use ``threads`` intra-op threads, by
+    default the cores found free (``scorenet.threads``).
     """
     num_classes = model.config.num_classes
     names = (
@@ -206,39 +244,59 @@ def score_rois(
     )
     if len(names) != num_classes:
         raise ScoreNetInputError(f"{len(names)} class names given for a model with {num_classes} classes")
+    if resolution is not None and mpp is not None:
+        raise ScoreNetInputError("give mpp or a resolution, not both")
+    resolution = resolution or resolve_resolution(slide, mpp=mpp)
+    scale = resolution.scale
     rois = [tuple(int(v) for v in roi) for roi in rois]
     for roi in rois:
         if len(roi) != 4:
             raise ScoreNetInputError(f"an RoI is (x, y, w, h), got {roi}", slide.path)
-        check_roi(slide, roi, mpp, max_pixels)
-    scale = roi_scale(slide, mpp=mpp)
+        check_roi(slide, roi, resolution, max_pixels)
     for roi in rois:  # the area actually read: an RoI of few pixels grows to K whole regions
-        check_roi(slide, snap_roi(model, roi, scale), mpp, max_pixels)
+        check_roi(slide, snap_roi(model, roi, scale), resolution, max_pixels)
     target = resolve_device(device)
     p = model.config.region_size
     sizes = [tuple(n * p for n in _input_grid(model, roi, scale)) for roi in rois]
     results: list[RoiScore | None] = [None] * len(rois)
     was_training = model.training
     model.to(target).eval()
-    done = 0
+    policy = ThreadPolicy(threads) if target.type == "cpu" else None
+    done, total = 0, 2 * len(rois)
+
+    def stop_point() -> None:
+        finished = [r for r in results if r is not None]
+        check_stop(should_stop, f"scoring stopped after {len(finished)} of {len(rois)} RoIs", finished)
+
     try:
         for batch in _batches(sizes, BATCH_PIXELS):
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"scoring stopped after {done} of {len(rois)} RoIs")
-            reads = [_read_input(slide, model, rois[i], mpp, scale) for i in batch]
+            stop_point()
+            reads = [_read_input(slide, model, rois[i], resolution) for i in batch]
+            done += len(batch)
+            yield Progress("score", done, total, "step", _stage("read", results))
+            stop_point()
             pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
             # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
             images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
-            with torch.inference_mode():
+            with torch.inference_mode(), _threads(policy):
                 out = model(images)
             for j, i in enumerate(batch):
                 results[i] = _roi_score(out, j, rois[i], *reads[j], names)
             done += len(batch)
-            if progress is not None:
-                progress(done, len(rois))
+            yield Progress("score", done, total, "step", _stage("scored", results))
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def _threads(policy: ThreadPolicy | None) -> contextlib.AbstractContextManager:
+    """The policy's intra-op threads for one forward pass; nothing to set off the CPU."""
+    return intra_op_threads(policy.update()) if policy is not None else contextlib.nullcontext()
+
+
+def _stage(stage: str, results: list) -> dict[str, Any]:
+    """What a scoring event reports besides its count: the stage, RoIs in all and RoIs scored."""
+    return {"stage": stage, "rois": len(results), "scored": sum(r is not None for r in results)}
 
 
 def _roi_score(

@@ -35,6 +35,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .atomic import atomic_write
 from .augment import MultiCrop, PixelViews
+from .choices import PRETRAIN
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .dino import (
     DINOHead,
@@ -48,6 +49,7 @@ from .dino import (
     updated_center,
 )
 from .errors import ScoreNetInputError
+from .jobs import Cancelled, Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .model import ScoreNet, build_model
 from .recipes import RECIPES, SIGMA_SCHEDULES
 from .regions import downscale, gather_regions
@@ -74,8 +76,6 @@ WEIGHTS, STATE, CONFIG_JSON = "pretrained.safetensors", "pretrain_state.pt", "pr
 SCORER_VIEWS = (120, 96, 48)
 LOCAL_VIEWS = (192, 128, 64)
 
-ProgressFn = Callable[[dict[str, Any]], None]
-StopFn = Callable[[], bool]
 
 
 @dataclass
@@ -84,42 +84,42 @@ class PretrainConfig:
 
     sources: list[str]
     out: str | os.PathLike[str]
-    mode: str = "modular"
-    part: str = "both"  # modular only: "scorer", "local" or "both"
-    model: str = "scorenet_4_1"
+    mode: str = PRETRAIN.mode
+    part: str = PRETRAIN.part  # modular only: "scorer", "local" or "both"
+    model: str = PRETRAIN.model
     overrides: dict[str, Any] = field(default_factory=dict)
     # unbiased mode: the scorer starts untrained, so its selection explores as in the scratch training
     # recipe (min-max scores, sigma 0.5 decayed linearly); ``overrides`` may set other values
     selection: dict[str, Any] = field(default_factory=lambda: dict(RECIPES["scratch"]["overrides"]))
     sigma_schedule: str = RECIPES["scratch"]["sigma_schedule"]
-    epochs: int = 100
-    samples_per_epoch: int = 1024
-    batch_size: int = 16
+    epochs: int = PRETRAIN.epochs
+    samples_per_epoch: int = PRETRAIN.samples_per_epoch
+    batch_size: int = PRETRAIN.batch_size
     lr: float | None = None
     min_lr: float = 1e-6
     warmup: float = 0.1  # share of the epochs of linear learning-rate warm-up (DINO: 10 of 100)
     weight_decay: float = 0.04
     weight_decay_end: float = 0.4
-    momentum_teacher: float = 0.996  # -> 1 on a cosine
-    teacher_temp: float = 0.07
-    warmup_teacher_temp: float = 0.04
+    momentum_teacher: float = PRETRAIN.momentum_teacher  # -> 1 on a cosine
+    teacher_temp: float = PRETRAIN.teacher_temp
+    warmup_teacher_temp: float = PRETRAIN.warmup_teacher_temp
     teacher_temp_warmup: float = 0.3  # share of the epochs of teacher-temperature warm-up (DINO: 30 of 100)
     student_temp: float = 0.1
     center_momentum: float = 0.9
     out_dim: int = 1024
     hidden_dim: int = 1024
     bottleneck_dim: int = 128
-    local_crops: int = 8
+    local_crops: int = PRETRAIN.local_crops
     clip_grad: float = 3.0
     freeze_last_layer_epochs: int = 1
-    image_size: tuple[int, int] = (768, 1024)  # unbiased mode: the ScoreNet input (height, width)
+    image_size: tuple[int, int] = PRETRAIN.image_size  # unbiased mode: the ScoreNet input (height, width)
     mpp: float | None = None  # resolution of the high-resolution pixels; None: each source's own
     tissue: dict[str, Any] = field(default_factory=dict)  # TissueParams fields
-    min_tissue: float = 0.5
-    seed: int = 0
-    device: str = "auto"
+    min_tissue: float = PRETRAIN.min_tissue
+    seed: int = PRETRAIN.seed
+    device: str = PRETRAIN.device
     amp: bool = True
-    num_workers: int = 0
+    num_workers: int = PRETRAIN.num_workers
     resume: bool = False
     init: str | os.PathLike[str] | None = None  # start from these weights (e.g. a modular run's)
 
@@ -392,11 +392,17 @@ def _branch_rows(row: dict[str, Any], branch: str) -> dict[str, Any]:
 def pretrain(
     config: PretrainConfig, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None
 ) -> PretrainResult:
-    """Pre-train ScoreNet's parts on ``config.sources``; see the module docstring for the files.
+    """Pre-train ScoreNet's parts on ``config.sources``: :func:`iter_pretrain` run to its end."""
+    return run_job(iter_pretrain(config, should_stop=should_stop), progress)
 
-    ``progress(event)`` gets ``epoch``, ``step``, ``steps``, ``loss``, ``lr`` after each step and the
-    epoch's row (mean loss, teacher entropies per branch) with ``step == steps`` at its end.
-    ``should_stop()`` is asked between steps; a stop keeps the last finished epoch.
+
+def iter_pretrain(config: PretrainConfig, *, should_stop: StopFn | None = None) -> Job[PretrainResult]:
+    """Pre-train ScoreNet's parts, yielding a ``Progress`` per step; see the module docstring for the files.
+
+    Events count steps over the whole run; ``info`` holds ``epoch``, ``epochs``, ``step``, ``steps``,
+    ``loss``, ``lr`` and, at an epoch's end (``epoch_end``), the epoch's row (mean loss, teacher
+    entropies per branch). ``should_stop()`` is asked between steps; a stop keeps the last finished
+    epoch and returns ``stopped=True``.
     """
     from .pretrained import save_pretrained
 
@@ -489,9 +495,9 @@ def pretrain(
             )
             sums: dict[str, float] = {}
             started = time.perf_counter()
+            count = {"epoch": epoch + 1, "epochs": config.epochs, "steps": steps}
             for step, batch in enumerate(loader, start=1):
-                if should_stop is not None and should_stop():
-                    raise KeyboardInterrupt
+                check_stop(should_stop, "pre-training stopped")
                 it = epoch * steps + step - 1
                 model.sigma = sigma_at(it, total, cfg.sigma, config.sigma_schedule)
                 for i, group in enumerate(optimizer.param_groups):
@@ -525,16 +531,8 @@ def pretrain(
                             p.grad = None
                 optimizer.step()
                 ema_update(teacher, student, momentum_schedule[it])
-                if progress is not None:
-                    progress(
-                        {
-                            "epoch": epoch + 1,
-                            "step": step,
-                            "steps": steps,
-                            "loss": float(loss.detach()),
-                            "lr": lr_schedule[it],
-                        }
-                    )
+                info = {**count, "step": step, "loss": float(loss.detach()), "lr": lr_schedule[it]}
+                yield Progress("pretrain", it + 1, total, "step", info)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": sum(sums[f"{b}_loss"] for b in config.branches) / steps,
@@ -568,12 +566,12 @@ def pretrain(
                     "options": _run_options(config),
                 }
                 save_training_state(state_path, state)
-            if progress is not None:
-                progress({**row, "step": steps, "steps": steps})
+            info = {**row, **count, "step": steps, "epoch_end": True}
+            yield Progress("pretrain", (epoch + 1) * steps, total, "step", info)
             if collapsed is not None:
                 log.error("%s", collapsed)
                 break
-    except KeyboardInterrupt:
+    except (Cancelled, KeyboardInterrupt):
         stopped = True
         log.warning("pre-training stopped; %s holds the last finished epoch", out / WEIGHTS)
     if world.world_size > 1:

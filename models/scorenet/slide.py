@@ -26,6 +26,7 @@ import numpy as np
 import openslide
 
 from .errors import ScoreNetInputError
+from .resolution import Resolution, resolve_resolution
 
 if TYPE_CHECKING:
     from .tiff_backend import TiffPixels
@@ -96,7 +97,8 @@ class Slide:
         self.path = path
         self._handle = handle
         self._pixels = pixels  # the stored pixels of every level (tiff_backend), else OpenSlide reads
-        self._banded_reads = isinstance(handle, openslide.OpenSlide)  # see read_region_parallel
+        # see read_region_parallel: OpenSlide and the tifffile backend decode tiles outside the GIL
+        self._banded_reads = isinstance(handle, openslide.OpenSlide) or pixels is not None
         props = handle.properties
         self.level_count: int = handle.level_count
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(handle.level_dimensions)
@@ -211,7 +213,11 @@ def _check_tiff_complete(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:
             if len(tif.pages) == 0:
                 raise ScoreNetInputError("the file is truncated or corrupt: no readable image in it", path)
-            for page in tif.pages:
+            pages = list(tif.pages)
+            if tif.is_ome:  # the levels of an OME pyramid are SubIFDs, not top-level pages
+                levels = tif.series[0].levels[1:]
+                pages += [p for level in levels for p in level.pages if p is not None and p.parent is tif]
+            for page in pages:
                 ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
                 if ends and max(ends) > size:
                     raise ScoreNetInputError(
@@ -245,6 +251,11 @@ def open_slide(
     OpenSlide, which also takes over, with one warning, when tifffile lacks a codec; ``"tifffile"``
     insists on tifffile; ``"openslide"`` reads everything with OpenSlide (coarse levels resampled).
     The metadata is OpenSlide's in every case. Plain images ignore it.
+
+    OME-TIFF (``.tif``/``.tiff`` with OME-XML) is read by ``ome_tiff``: levels from its SubIFDs (or reduced
+    pages) and metadata from the OME-XML, all with tifffile; ``"openslide"`` sees its first page only. An
+    OME image of several planes (channels, z, time) is refused; one plane that is not 8-bit RGB is a
+    plain image.
     """
     if backend not in BACKENDS:
         raise ScoreNetInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -262,6 +273,13 @@ def open_slide(
         )
     if suffix in _TIFF_BASED:
         _check_tiff_complete(path)
+    if suffix in (".tif", ".tiff"):
+        from .ome_tiff import open_ome_tiff
+
+        # OpenSlide sees an OME-TIFF's first page only: its SubIFD pyramid and OME pixel size are read here
+        ome = open_ome_tiff(path, backend=backend)
+        if ome is not None:
+            return ome
     if suffix in IMAGE_SUFFIXES and not _is_openslide_tiff(path):
         from .plain_image import open_plain_image
 
@@ -391,25 +409,6 @@ class RoiRead:
     valid: tuple[int, int, int, int]
 
 
-def roi_scale(slide: Slide, *, mpp: float | None = None, magnification: float | None = None) -> float:
-    """Output pixels per level-0 pixel for a target resolution (1.0 when none is given)."""
-    if mpp is not None and magnification is not None:
-        raise ScoreNetInputError("give a target resolution in microns per pixel or a magnification, not both")
-    if mpp is not None:
-        if mpp <= 0:
-            raise ScoreNetInputError(f"microns per pixel must be positive, got {mpp}")
-        if slide.mpp is None:
-            raise ScoreNetInputError("the slide records no microns per pixel; read it at level 0", slide.path)
-        return slide.mpp / mpp
-    if magnification is not None:
-        if magnification <= 0:
-            raise ScoreNetInputError(f"magnification must be positive, got {magnification}")
-        if slide.objective_power is None:
-            raise ScoreNetInputError("the slide records no objective power; read it at level 0", slide.path)
-        return magnification / slide.objective_power
-    return 1.0
-
-
 def read_roi(
     slide: Slide | str | PathLike[str],
     x: int,
@@ -419,15 +418,19 @@ def read_roi(
     *,
     mpp: float | None = None,
     magnification: float | None = None,
+    resolution: Resolution | None = None,
 ) -> RoiRead:
     """Read the level-0 rectangle ``(x, y, w, h)`` at a target resolution as (H, W, 3) uint8 RGB.
+
+    The target is ``mpp`` or ``magnification`` (level 0 when neither), or a ``resolution`` already
+    resolved by ``scorenet.resolution.resolve_resolution``, the rule every reader shares.
 
     Pixels come from the coarsest level at least as fine as the target and are resampled (area
     averaging when shrinking) when no level matches; parts outside the slide are white and reported.
     """
     if not isinstance(slide, Slide):
         with open_slide(slide) as opened:
-            return read_roi(opened, x, y, w, h, mpp=mpp, magnification=magnification)
+            return read_roi(opened, x, y, w, h, mpp=mpp, magnification=magnification, resolution=resolution)
     x, y, w, h = int(x), int(y), int(w), int(h)
     if w <= 0 or h <= 0:
         raise ScoreNetInputError(f"region size must be positive, got {w} x {h}", slide.path)
@@ -437,7 +440,11 @@ def read_roi(
         raise ScoreNetInputError(
             f"region x={x} y={y} w={w} h={h} lies outside the slide ({width} x {height} pixels)", slide.path
         )
-    scale = roi_scale(slide, mpp=mpp, magnification=magnification)
+    if resolution is None:
+        resolution = resolve_resolution(slide, mpp=mpp, magnification=magnification)
+    elif mpp is not None or magnification is not None:
+        raise ScoreNetInputError("give mpp or magnification, or a resolution, not both")
+    scale = resolution.scale
     out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
     level = slide.best_level_for_downsample(1.0 / scale)
     downsample = slide.level_downsamples[level]
@@ -446,8 +453,7 @@ def read_roi(
     if image.shape[:2] != (out_h, out_w):
         image = _resize(image, out_w, out_h)
     padded = valid != (x, y, x + w, y + h)
-    out_mpp = slide.mpp / scale if slide.mpp is not None else None
-    return RoiRead(image, x, y, w, h, scale, out_mpp, padded, valid)
+    return RoiRead(image, x, y, w, h, scale, resolution.mpp, padded, valid)
 
 
 def read_region_parallel(

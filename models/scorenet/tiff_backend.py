@@ -13,14 +13,19 @@ when every OpenSlide level is a stored page of the same size whose codec tifffil
 formats other than Aperio and generic TIFF (and Aperio's YCbCr JPEG 2000) must also give OpenSlide's
 pixels on the first tile of every level, where OpenSlide reads exactly. Otherwise
 :func:`open_tiff_pixels` says why and the caller uses OpenSlide.
+
+OME-TIFF is the exception: OpenSlide sees only its first page, so ``ome_tiff`` takes the levels (SubIFDs)
+and the metadata from tifffile and the OME-XML, and reads the pixels with the same :class:`TiffPixels`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,13 +203,49 @@ def _level_pages(tif, dimensions: tuple[tuple[int, int], ...]) -> list:
         )
         if match is None:
             raise TiffBackendUnavailable(f"no stored page is the {width} x {height} level OpenSlide reports")
-        rgb = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
-        if match.dtype != np.uint8 or match.samplesperpixel not in (3, 4) or match.photometric not in rgb:
-            raise TiffBackendUnavailable(f"the {width} x {height} level is not 8-bit RGB")
-        if match.planarconfig == 2:
-            raise TiffBackendUnavailable("colour stored in separate planes")
+        check_rgb_page(match)
         chosen.append(match)
     return chosen
+
+
+def check_rgb_page(page) -> None:
+    """Raise TiffBackendUnavailable unless ``page`` holds interleaved 8-bit RGB(A), as ``_Level`` reads."""
+    import tifffile
+
+    rgb = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+    if page.dtype != np.uint8 or page.samplesperpixel not in (3, 4) or page.photometric not in rgb:
+        raise TiffBackendUnavailable(f"the {page.imagewidth} x {page.imagelength} level is not 8-bit RGB")
+    if page.planarconfig == 2:
+        raise TiffBackendUnavailable("colour stored in separate planes")
+
+
+def check_decodable(levels: list[_Level], probe: list[_Level]) -> None:
+    """Raise TiffBackendUnavailable, naming the codec, unless tifffile decodes every level's codec.
+
+    The ``probe`` levels decode their first stored tile: an imagecodecs build without a codec fails there.
+    """
+    for level in levels:
+        problem = decoder_problem(level.page.compression)
+        if problem is not None:
+            raise TiffBackendUnavailable(problem, compression_name(level.page.compression))
+    for level in probe:
+        try:
+            level.segment(*level.first_tile())
+        except (NotImplementedError, *_DECODE_ERRORS) as err:
+            raise TiffBackendUnavailable(
+                f"tifffile cannot decode it ({err})", compression_name(level.page.compression)
+            ) from None
+
+
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """tifffile's log silenced: its warnings would repeat what we report."""
+    quiet = logging.getLogger("tifffile")
+    saved, quiet.level = quiet.level, logging.CRITICAL
+    try:
+        yield
+    finally:
+        quiet.level = saved
 
 
 def _trusted(vendor: str, levels: list[_Level]) -> bool:
@@ -231,36 +272,22 @@ def open_tiff_pixels(path: Path, handle: openslide.AbstractSlide) -> TiffPixels:
 
     if not isinstance(handle, openslide.OpenSlide):
         raise TiffBackendUnavailable("not an OpenSlide slide")
-    quiet = logging.getLogger("tifffile")
-    saved, quiet.level = quiet.level, logging.CRITICAL  # its warnings would repeat what we report
-    try:
-        tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, *_DECODE_ERRORS) as err:
-        quiet.level = saved
-        raise TiffBackendUnavailable(f"tifffile cannot parse the file ({err})") from None
-    try:
-        lock = threading.Lock()
-        pages = _level_pages(tif, tuple(handle.level_dimensions))
-        levels = [_Level(path, tif, page, lock) for page in pages]
-        for level in levels:
-            problem = decoder_problem(level.page.compression)
-            if problem is not None:
-                raise TiffBackendUnavailable(problem, compression_name(level.page.compression))
-        vendor = handle.properties.get(openslide.PROPERTY_NAME_VENDOR) or "unknown"
-        trusted = _trusted(vendor, levels)
-        for level in levels if not trusted else levels[-1:]:
-            try:
-                level.segment(*level.first_tile())  # an imagecodecs build without this codec fails here
-            except (NotImplementedError, *_DECODE_ERRORS) as err:
-                raise TiffBackendUnavailable(
-                    f"tifffile cannot decode it ({err})", compression_name(level.page.compression)
-                ) from None
-        pixels = TiffPixels(path, tif, levels, tuple(float(d) for d in handle.level_downsamples))
-        if not trusted and not _agrees_with_openslide(pixels, handle):
-            raise TiffBackendUnavailable(f"{vendor} pixels differ from OpenSlide's at level origins")
-        return pixels
-    except BaseException:
-        tif.close()
-        raise
-    finally:
-        quiet.level = saved
+    with quiet_tifffile():
+        try:
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, *_DECODE_ERRORS) as err:
+            raise TiffBackendUnavailable(f"tifffile cannot parse the file ({err})") from None
+        try:
+            lock = threading.Lock()
+            pages = _level_pages(tif, tuple(handle.level_dimensions))
+            levels = [_Level(path, tif, page, lock) for page in pages]
+            vendor = handle.properties.get(openslide.PROPERTY_NAME_VENDOR) or "unknown"
+            trusted = _trusted(vendor, levels)
+            check_decodable(levels, levels if not trusted else levels[-1:])
+            pixels = TiffPixels(path, tif, levels, tuple(float(d) for d in handle.level_downsamples))
+            if not trusted and not _agrees_with_openslide(pixels, handle):
+                raise TiffBackendUnavailable(f"{vendor} pixels differ from OpenSlide's at level origins")
+            return pixels
+        except BaseException:
+            tif.close()
+            raise

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,12 @@ from torch.utils.data import DataLoader
 
 from .atomic import atomic_path, atomic_write
 from .checkpoint import save_checkpoint
+from .choices import TRAIN
 from .config import MODEL_CONFIGS, ScoreNetConfig
 from .data import DataSplits, GridBatchSampler, GridImageDataset, load_splits, subsample
 from .errors import CheckpointError, ScoreNetInputError
 from .evaluate import classification_metrics, make_loader, predict
+from .jobs import Cancelled, Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .mixing import MixBatchTransform
 from .mixing.transform import MIX_METHODS
 from .model import ScoreNet, build_model
@@ -40,8 +42,6 @@ from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[dict[str, Any]], None]
-StopFn = Callable[[], bool]
 
 LAST, BEST, STATE = "last.safetensors", "best.safetensors", "last_state.pt"
 LOG_CSV, LOG_JSON, CONFIG_JSON = "log.csv", "log.json", "train_config.json"
@@ -53,30 +53,32 @@ class TrainConfig:
 
     data: str | os.PathLike[str]
     out: str | os.PathLike[str]
-    model: str = "scorenet_4_1"
-    epochs: int = 15
-    batch_size: int = 8
+    # the defaults users see come from scorenet.choices.TRAIN (the CLI and the widget read them there)
+    model: str = TRAIN.model
+    epochs: int = TRAIN.epochs
+    batch_size: int = TRAIN.batch_size
     lr: float | None = None
-    min_lr: float = 1e-6
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    mix: str = "none"
-    mix_prob: float = 1.0
-    fraction: float = 1.0  # stratified share of the training split used, in (0, 1]
-    val_fraction: float = 0.2  # for a plain ImageFolder without val/
+    min_lr: float = TRAIN.min_lr
+    momentum: float = TRAIN.momentum
+    weight_decay: float = TRAIN.weight_decay
+    mix: str = TRAIN.mix
+    mix_prob: float = TRAIN.mix_prob
+    fraction: float = TRAIN.fraction  # stratified share of the training split used, in (0, 1]
+    val_fraction: float = TRAIN.val_fraction  # for a plain ImageFolder without val/
     split_csv: str | os.PathLike[str] | None = None
-    seed: int = 0
-    device: str = "auto"
+    seed: int = TRAIN.seed
+    device: str = TRAIN.device
     amp: bool = True  # bf16 (or fp16 with loss scaling) autocast on CUDA; CPU always runs float32
-    num_workers: int = 0
+    num_workers: int = TRAIN.num_workers
     resume: bool = False
     mpp: float | None = None  # resolution of the training images, stored in the checkpoints
     overrides: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
-    scorer_lr_scale: float = 1.0  # the scorer's learning rate relative to the rest of the model
-    scorer_freeze_epochs: float = 0.0  # the scorer starts learning after these (the regions' stream first)
-    warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine
-    sigma_schedule: str = "constant"  # perturbed top-K noise: "constant" or "linear" (decayed to 0)
+    optimizer: str = TRAIN.optimizer  # "sgd" (momentum) or "adamw"
+    scorer_lr_scale: float = TRAIN.scorer_lr_scale  # the scorer's learning rate relative to the rest
+    # the scorer starts learning after these epochs (the regions' stream first)
+    scorer_freeze_epochs: float = TRAIN.scorer_freeze_epochs
+    warmup_epochs: float = TRAIN.warmup_epochs  # linear learning-rate warm-up before the cosine
+    sigma_schedule: str = TRAIN.sigma_schedule  # perturbed top-K noise: "constant" or "linear" (decayed to 0)
     recipe: str = "paper"  # the recipe the other fields came from (see RECIPES), recorded in the run
     init: str | os.PathLike[str] | None = None  # pre-trained weights or a checkpoint; the head stays fresh
 
@@ -394,10 +396,16 @@ def train(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> TrainResult:
-    """Finetune a fresh ScoreNet on ``config.data``; see the module docstring for the files written.
+    """Finetune a fresh ScoreNet on ``config.data``: :func:`iter_train` run to its end."""
+    return run_job(iter_train(config, should_stop=should_stop), progress)
 
-    ``progress(event)`` gets ``epoch``, ``step``, ``steps``, ``loss``, ``lr`` after each step and the
-    validation metrics (``val_weighted_f1``, ...) with ``step == steps`` at each epoch's end.
+
+def iter_train(config: TrainConfig, *, should_stop: StopFn | None = None) -> Job[TrainResult]:
+    """Finetune a fresh ScoreNet, yielding a ``Progress`` per step; see the module docstring for the files.
+
+    Each event counts optimisation steps over the whole run; its ``info`` holds ``epoch``, ``epochs``,
+    ``step``, ``steps`` (of the epoch), ``loss`` and ``lr``, and at each epoch's end (``epoch_end``)
+    the epoch's log row: ``train_loss`` and the validation metrics (``val_weighted_f1``, ...).
     ``should_stop()`` is asked between steps; a stop (or Ctrl-C) ends the run with ``stopped=True``,
     leaving the last finished epoch's checkpoint. The best checkpoint has the highest validation
     weighted F1; ties (and runs without a validation split) go to the lower training loss.
@@ -440,13 +448,13 @@ def train(
             train_loader.dataset.set_epoch(epoch)
             run.net.train()
             total_loss, steps = 0.0, len(train_loader)
+            count = {"epoch": epoch + 1, "epochs": config.epochs, "steps": steps}
             for step, (images, labels) in enumerate(train_loader, start=1):
-                if should_stop is not None and should_stop():
-                    raise KeyboardInterrupt
+                check_stop(should_stop, "training stopped")
                 loss, lr = run.step(images, labels)
                 total_loss += loss
-                if progress is not None:
-                    progress({"epoch": epoch + 1, "step": step, "steps": steps, "loss": loss, "lr": lr})
+                info = {**count, "step": step, "loss": loss, "lr": lr}
+                yield Progress("train", epoch * steps + step, config.epochs * steps, "step", info)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / steps, "lr": lr}
             if val_loader is not None:
                 labels_np, predicted, _ = predict(
@@ -466,9 +474,9 @@ def train(
                 # leave a resumed run with a duplicated epoch
                 state.update(options=_run_options(config), history=json.dumps(history))
                 _save_epoch(out, run.model, class_names, metadata, improved, history, state)
-            if progress is not None:
-                progress({**row, "step": steps, "steps": steps, "loss": row["train_loss"]})
-    except KeyboardInterrupt:
+            info = {**row, **count, "step": steps, "loss": row["train_loss"], "epoch_end": True}
+            yield Progress("train", (epoch + 1) * steps, config.epochs * steps, "step", info)
+    except (Cancelled, KeyboardInterrupt):
         stopped = True
         log.warning("training stopped; %s holds the last finished epoch", out / LAST)
     if world.world_size > 1:

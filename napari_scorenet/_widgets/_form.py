@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLayout, QVBoxLayout, QWidget
+from scorenet.choices import Device, values
 
-DEVICES = ("auto", "cpu", "cuda", "mps")  # what scorenet.inference.resolve_device accepts by name
+DEVICES = values(Device)  # what scorenet.inference.resolve_device accepts by name
 
 
 def stack_form(

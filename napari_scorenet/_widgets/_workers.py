@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
 
-from scorenet.checkpoint import load_checkpoint
+from scorenet.checkpoint import CheckpointInfo, load_checkpoint
 from scorenet.inference import resolve_device
+from scorenet.model import ScoreNet
 
-_MODELS: dict[tuple[str, str], tuple] = {}
+# (path, device) -> (the file's (inode, mtime, size) when loaded, (model, info)): one entry per path and
+# device, so retraining into the same file replaces the model instead of adding one
+_MODELS: dict[tuple[str, str], tuple[tuple[int, int, int] | None, tuple[ScoreNet, CheckpointInfo]]] = {}
 
 
 def default_checkpoint_path() -> Path:
@@ -26,40 +25,21 @@ def missing_checkpoint_message(path: str | Path) -> str:
     return f"{path}: checkpoint not found"
 
 
-def cached_model(path: str | Path, device: str = "auto"):
-    """(model, info) loaded once per (path, device); raises the checkpoint's input error otherwise."""
+def cached_model(path: str | Path, device: str = "auto") -> tuple[ScoreNet, CheckpointInfo]:
+    """(model, info) of the checkpoint at ``path`` on ``device``, loaded again only when the file has
+    changed (a run retrained into the same path); raises the checkpoint's input error."""
     dev = resolve_device(device)
-    key = (str(Path(path).resolve()), str(dev))
-    if key not in _MODELS:
+    resolved = Path(path).resolve()
+    key = (str(resolved), str(dev))
+    try:
+        st = resolved.stat()
+        # an atomic save is a new inode; mtime and size also catch a file rewritten in place
+        stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None  # load_checkpoint names the problem
+    cached = _MODELS.get(key)
+    if cached is None or stamp is None or cached[0] != stamp:
+        _MODELS.pop(key, None)  # free the old model before loading its replacement
         model, info = load_checkpoint(path, map_location=dev)
-        _MODELS[key] = (model.to(dev).eval(), info)
-    return _MODELS[key]
-
-
-_DONE = object()
-
-
-def relay_progress(run: Callable[..., Any], **kwargs: Any) -> Generator[Any, None, Any]:
-    """Run ``run(progress=..., **kwargs)`` on a thread and yield each progress event; return its result.
-
-    Used as the body of a generator ``thread_worker`` so the events reach the GUI as yielded values.
-    """
-    events: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = run(progress=events.put, **kwargs)
-        except BaseException as err:  # re-raised in the worker, which reports it to the GUI
-            outcome["error"] = err
-        finally:
-            events.put(_DONE)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    while (event := events.get()) is not _DONE:
-        yield event
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        _MODELS[key] = (stamp, (model.to(dev).eval(), info))
+    return _MODELS[key][1]

@@ -17,12 +17,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 from scorenet.atomic import atomic_write
-from scorenet.evaluate import Stopped, evaluate_checkpoint
+from scorenet.evaluate import iter_evaluate_checkpoint
+from scorenet.jobs import Cancelled, Progress
 
 from ._folders import PathPicker, readable_folder
 from ._form import DEVICES, stack_form
 from ._plots import ClassBars, confusion_table
-from ._workers import default_checkpoint_path, missing_checkpoint_message, relay_progress
+from ._workers import default_checkpoint_path, missing_checkpoint_message
 
 
 class EvaluateWidget(QWidget):
@@ -81,27 +82,20 @@ class EvaluateWidget(QWidget):
 
     @thread_worker
     def _evaluate(self, data, checkpoint, split, device):
-        return (
-            yield from relay_progress(
-                evaluate_checkpoint,
-                data=data,
-                checkpoint=checkpoint,
-                split=split,
-                device=device,
-                should_stop=lambda: self._stop,
-            )
-        )
+        job = iter_evaluate_checkpoint(data, checkpoint, split=split, device=device,
+                                       should_stop=lambda: self._stop)  # fmt: skip
+        return (yield from job)
 
     def cancel(self) -> None:
         """Stop between batches; nothing is saved."""
         self._stop = True
 
-    def _on_progress(self, event: dict) -> None:
-        self.bar.setMaximum(event["steps"])
-        self.bar.setValue(event["step"])
+    def _on_progress(self, event: Progress) -> None:
+        self.bar.setMaximum(event.total or 0)
+        self.bar.setValue(event.done)
 
     def _on_error(self, err: Exception) -> None:
-        if isinstance(err, Stopped):
+        if isinstance(err, Cancelled):
             show_warning("evaluation stopped")
             self.summary.setText("stopped")
         else:

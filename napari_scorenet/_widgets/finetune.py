@@ -16,16 +16,17 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QWidget,
 )
-from scorenet.config import MODEL_CONFIGS
+from scorenet.choices import DEFAULT_RECIPE, TRAIN, Mix, Model, values
+from scorenet.jobs import Progress
 from scorenet.recipes import RECIPES
-from scorenet.train import TrainConfig, train
+from scorenet.train import TrainConfig, iter_train
 
 from ._folders import PathPicker, readable_folder
 from ._form import DEVICES, stack_form
 from ._plots import ClassBars, LinePlot
-from ._workers import relay_progress
 
-MIXES = ("none", "scoremix", "cutmix", "saliencymix")
+# the form starts where `scorenet train` does: the default recipe on TrainConfig's defaults
+START = RECIPES[DEFAULT_RECIPE]
 
 
 class FinetuneWidget(QWidget):
@@ -41,25 +42,26 @@ class FinetuneWidget(QWidget):
         self.data = PathPicker()
         self.out = PathPicker(str(Path.home() / "scorenet-runs" / "finetune"))
         self.model = QComboBox()
-        self.model.addItems(sorted(MODEL_CONFIGS))
-        self.model.setCurrentText("scorenet_4_1")
+        self.model.addItems(values(Model))
+        self.model.setCurrentText(TRAIN.model)
         self.init = PathPicker(folder=False, name_filter="safetensors (*.safetensors)")
         self.init.edit.setPlaceholderText("none: from scratch")
         self.init.setToolTip("pre-trained weights or a ScoreNet checkpoint; the head always starts fresh")
         self.recipe = QComboBox()
         self.recipe.addItems(list(RECIPES))
-        self.recipe.setCurrentText("scratch")
+        self.recipe.setCurrentText(DEFAULT_RECIPE)
         self.recipe.setToolTip("scratch: for a randomly initialised model; paper: the paper's SGD finetuning")
-        self.epochs = QSpinBox(minimum=1, maximum=1000, value=15)
-        self.batch_size = QSpinBox(minimum=1, maximum=1024, value=8)
+        self.epochs = QSpinBox(minimum=1, maximum=1000, value=START.get("epochs", TRAIN.epochs))
+        self.batch_size = QSpinBox(minimum=1, maximum=1024, value=TRAIN.batch_size)
         self.lr = QDoubleSpinBox(minimum=0.0, maximum=1.0, decimals=5, singleStep=1e-4)
         self.lr.setSpecialValueText("recipe default")
         self.mix = QComboBox()
-        self.mix.addItems(MIXES)
-        self.mix.setCurrentText("scoremix")
-        self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=1.0)
+        self.mix.addItems(values(Mix))
+        self.mix.setCurrentText(TRAIN.mix)
+        self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=TRAIN.fraction)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.device.setCurrentText(TRAIN.device)
         self.start_button = QPushButton("Start", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -128,21 +130,20 @@ class FinetuneWidget(QWidget):
 
     @thread_worker
     def _train(self, config: TrainConfig):
-        return (yield from relay_progress(train, config=config, should_stop=lambda: self._stop))
+        return (yield from iter_train(config, should_stop=lambda: self._stop))
 
     def cancel(self) -> None:
         """Stop between steps; the last finished epoch's checkpoint is kept."""
         self._stop = True
         self.status.setText("stopping after the current step…")
 
-    def _on_event(self, event: dict) -> None:
-        total = event["steps"] * self.epochs.value()
-        self.bar.setMaximum(total)
-        self.bar.setValue((event["epoch"] - 1) * event["steps"] + event["step"])
-        if "val_weighted_f1" in event:
-            self.plot.append("val weighted F1", event["val_weighted_f1"])
-        elif "loss" in event:
-            self.plot.append("loss", event["loss"])
+    def _on_event(self, event: Progress) -> None:
+        self.bar.setMaximum(event.total or 0)
+        self.bar.setValue(event.done)
+        if not event.info.get("epoch_end"):
+            self.plot.append("loss", event.info["loss"])
+        elif "val_weighted_f1" in event.info:
+            self.plot.append("val weighted F1", event.info["val_weighted_f1"])
 
     def _on_result(self, result) -> None:
         self.result = result

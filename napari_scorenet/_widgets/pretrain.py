@@ -19,14 +19,14 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QWidget,
 )
-from scorenet.config import MODEL_CONFIGS
-from scorenet.pretrain import PRETRAIN_MODES, PRETRAIN_PARTS, PretrainConfig, PretrainResult, pretrain
+from scorenet.choices import PRETRAIN, Model, values
+from scorenet.jobs import Progress
+from scorenet.pretrain import PRETRAIN_MODES, PRETRAIN_PARTS, PretrainConfig, PretrainResult, iter_pretrain
 from scorenet.slide import SUPPORTED_SUFFIXES
 
 from ._folders import PathPicker, readable_folder
 from ._form import DEVICES, stack_form
 from ._plots import LinePlot
-from ._workers import relay_progress
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
@@ -59,25 +59,27 @@ class PretrainWidget(QWidget):
         self.folder.edit.setPlaceholderText("none: the checked layers only")
         self.out = PathPicker(str(Path.home() / "scorenet-runs" / "pretrain"))
         self.model = QComboBox()
-        self.model.addItems(sorted(MODEL_CONFIGS))
-        self.model.setCurrentText("scorenet_4_1")
+        self.model.addItems(values(Model))
+        self.model.setCurrentText(PRETRAIN.model)
         self.model.setToolTip("finetune the same model from these weights")
         self.mode = QComboBox()
         self.mode.addItems(PRETRAIN_MODES)
+        self.mode.setCurrentText(PRETRAIN.mode)
         self.mode.setToolTip("modular: DINO per part; unbiased: the paper's end-to-end pretext")
         self.part = QComboBox()
         self.part.addItems(PRETRAIN_PARTS)
-        self.part.setCurrentText("both")
+        self.part.setCurrentText(PRETRAIN.part)
         self.mode.currentTextChanged.connect(lambda mode: self.part.setEnabled(mode == "modular"))
-        self.epochs = QSpinBox(minimum=1, maximum=10000, value=100)
-        self.samples = QSpinBox(minimum=2, maximum=1_000_000, value=1024, singleStep=64)
-        self.batch_size = QSpinBox(minimum=2, maximum=1024, value=16)
-        self.local_crops = QSpinBox(minimum=0, maximum=32, value=8)
+        self.epochs = QSpinBox(minimum=1, maximum=10000, value=PRETRAIN.epochs)
+        self.samples = QSpinBox(minimum=2, maximum=1_000_000, value=PRETRAIN.samples_per_epoch, singleStep=64)
+        self.batch_size = QSpinBox(minimum=2, maximum=1024, value=PRETRAIN.batch_size)
+        self.local_crops = QSpinBox(minimum=0, maximum=32, value=PRETRAIN.local_crops)
         self.local_crops.setToolTip("small DINO views per sample (modular mode); fewer is faster")
         self.mpp = QDoubleSpinBox(minimum=0.0, maximum=100.0, decimals=3, singleStep=0.25)
         self.mpp.setSpecialValueText("each source's own")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.device.setCurrentText(PRETRAIN.device)
         self.start_button = QPushButton("Run", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -174,7 +176,7 @@ class PretrainWidget(QWidget):
 
     @thread_worker
     def _pretrain(self, config: PretrainConfig):
-        return (yield from relay_progress(pretrain, config=config, should_stop=lambda: self._stop))
+        return (yield from iter_pretrain(config, should_stop=lambda: self._stop))
 
     def cancel(self) -> None:
         """Stop between steps; the last finished epoch's weights are kept."""
@@ -185,11 +187,10 @@ class PretrainWidget(QWidget):
         show_error(str(err))
         self.status.setText(str(err))
 
-    def _on_event(self, event: dict) -> None:
-        self.bar.setMaximum(event["steps"] * self.epochs.value())
-        self.bar.setValue((event["epoch"] - 1) * event["steps"] + event["step"])
-        # the epoch's row also has step == steps; only it carries the teacher temperature
-        self.plot.append("epoch loss" if "teacher_temp" in event else "loss", event["loss"])
+    def _on_event(self, event: Progress) -> None:
+        self.bar.setMaximum(event.total or 0)
+        self.bar.setValue(event.done)
+        self.plot.append("epoch loss" if event.info.get("epoch_end") else "loss", event.info["loss"])
 
     def _on_result(self, result: PretrainResult) -> None:
         self.result = result

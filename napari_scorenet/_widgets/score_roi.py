@@ -23,8 +23,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 from scorenet import export
+from scorenet.choices import RoiSource, values
 from scorenet.errors import ScoreNetInputError
-from scorenet.inference import DEFAULT_MAX_PIXELS, Cancelled, check_roi, score_rois
+from scorenet.inference import DEFAULT_MAX_PIXELS, check_roi, iter_score_rois
+from scorenet.jobs import Cancelled, Progress
+from scorenet.resolution import resolve_resolution
 from scorenet.slide import open_slide
 
 from ._form import DEVICES
@@ -32,7 +35,7 @@ from ._layers import roi_label, show_score, zoom_to_box
 from ._roi import roi_from_view, roi_whole_slide, rois_from_shapes
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
-ROI_SOURCES = ("Shapes rectangles", "Current view", "Whole slide (thumbnail)")
+ROI_SOURCES = values(RoiSource)
 
 
 class ScoreRoIWidget(QWidget):
@@ -118,9 +121,9 @@ class ScoreRoIWidget(QWidget):
 
     def _rois(self, slide_layer, dimensions) -> list[tuple[int, int, int, int]]:
         source = self.source_box.currentText()
-        if source == ROI_SOURCES[1]:
+        if source == RoiSource.VIEW:
             return [roi_from_view(self.viewer, dimensions)]
-        if source == ROI_SOURCES[2]:
+        if source == RoiSource.WHOLE_SLIDE:
             return [roi_whole_slide(dimensions)]
         name = self.shapes_box.currentText()
         if name not in self.viewer.layers:
@@ -130,17 +133,16 @@ class ScoreRoIWidget(QWidget):
             raise ScoreNetInputError(f"Shapes layer {name!r} holds no rectangles")
         return rois
 
-    def _mpp(self, slide) -> float | None:
-        """The chosen resolution in µm/px (None: the checkpoint's); a magnification needs the slide's."""
+    def _requested(self) -> dict[str, float]:
+        """The resolution asked for in the form: µm/px or magnification; empty: the checkpoint's."""
         value = self.mpp.value()
-        if not value or self.unit.currentIndex() == 0:
-            return value or None
-        if not (slide.mpp and slide.objective_power):
-            raise ScoreNetInputError(f"{slide.path}: no pixel size or objective power; give µm/px instead")
-        return slide.mpp * slide.objective_power / value
+        if not value:
+            return {}
+        return {"mpp": value} if self.unit.currentIndex() == 0 else {"magnification": value}
 
     def run(self) -> None:
         """Check the inputs here (cheap), then score in a worker thread."""
+        slide = None
         try:
             layers = {ly.name: ly for ly in self._slide_layers()}
             if self.slide_box.currentText() not in layers:
@@ -152,38 +154,50 @@ class ScoreRoIWidget(QWidget):
             slide = open_slide(path)
             rois = self._rois(layers[self.slide_box.currentText()], slide.dimensions)
             model, info = cached_model(ckpt, self.device.currentText())
-            mpp = self._mpp(slide) or info.metadata.get("mpp")
-            whole = self.source_box.currentText() == ROI_SOURCES[2]
-            if whole:
-                # whole slide at thumbnail resolution: the coarsest read that still fills the model grid
-                mpp = max(mpp or slide.mpp or 1.0, (slide.mpp or 1.0) * slide.level_downsamples[-1])
+            # the rule `scorenet score` follows: a request the slide cannot honour is refused here too
+            resolution = resolve_resolution(
+                slide,
+                **self._requested(),
+                checkpoint_mpp=info.metadata.get("mpp"),
+                thumbnail=self.source_box.currentText() == RoiSource.WHOLE_SLIDE,
+            )
             for roi in rois:
-                check_roi(slide, roi, mpp if (mpp and slide.mpp) else None, DEFAULT_MAX_PIXELS)
+                check_roi(slide, roi, resolution, DEFAULT_MAX_PIXELS)
         except Exception as err:  # any bad input ends as a notification, never a traceback dialog
+            if slide is not None:
+                slide.close()
             show_error(str(err))
             return
+        if resolution.note:
+            show_warning(resolution.note)
         self._stop = False
         self.score_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"scoring {len(rois)} RoI(s)…")
-        self.worker = self._score(model, slide, rois, mpp if slide.mpp else None, info.class_names,
+        self.worker = self._score(model, slide, rois, resolution, info.class_names,
                                   self.device.currentText(), _ignore_errors=True)
+        self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(lambda err: show_error(str(err)))
         self.worker.finished.connect(self._done)
         # the bar lives in the main thread; napari shows it in the activity dock while the worker runs
-        self._bar = napari.utils.progress(total=0, desc="Scoring RoIs")
+        self._bar = napari.utils.progress(total=2 * len(rois), desc="Scoring RoIs")
         self.worker.start()
 
     @thread_worker
-    def _score(self, model, slide, rois, mpp, class_names, device):
+    def _score(self, model, slide, rois, resolution, class_names, device):
         try:
-            return score_rois(model, slide, rois, mpp=mpp, device=device, class_names=class_names,
-                              should_stop=lambda: self._stop)
+            return (yield from iter_score_rois(model, slide, rois, resolution=resolution, device=device,
+                                               class_names=class_names, should_stop=lambda: self._stop))
         except Cancelled:
             return None
         finally:
             slide.close()
+
+    def _on_progress(self, event: Progress) -> None:
+        """Each RoI counts twice in the bar: once read, once scored."""
+        self._bar.update(event.done - self._bar.n)
+        self.status.setText(f"scored {event.info['scored']} of {event.info['rois']} RoI(s)…")
 
     def cancel(self) -> None:
         """Ask the worker to stop after the current RoI or batch."""

@@ -8,7 +8,7 @@ import napari
 import numpy as np
 import torch
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -20,14 +20,17 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from scorenet.choices import Mix
 from scorenet.errors import ScoreNetInputError
-from scorenet.mixing import cutmix, saliencymix, scoremix
+from scorenet.mixing import MIX_METHODS
+from scorenet.resolution import Resolution, resolve_resolution
 from scorenet.slide import open_slide, read_roi
 
 from ._roi import rois_from_shapes
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
-METHODS = {"ScoreMix": scoremix, "CutMix": cutmix, "SaliencyMix": saliencymix}
+# by label, in Mix's order; "none" has nothing to preview
+METHODS = {mix.label: MIX_METHODS[mix.value] for mix in Mix if mix is not Mix.NONE}
 LAYER_NAME = "ScoreMix preview"
 
 
@@ -45,13 +48,20 @@ def image_sources(viewer) -> dict[str, object]:
     return choices
 
 
-def load_image(choice, mpp: float | None) -> np.ndarray:
-    """(H, W, 3) uint8 of a layer or of an RoI read from its slide at ``mpp`` (level 0 if unknown)."""
+def choice_resolution(choice, checkpoint_mpp: float | None) -> Resolution | None:
+    """How an RoI choice is read (the rule Score RoI follows); None for an image layer."""
+    if not isinstance(choice, tuple):
+        return None
+    with open_slide(choice[0]) as slide:
+        return resolve_resolution(slide, checkpoint_mpp=checkpoint_mpp)
+
+
+def load_image(choice, resolution: Resolution | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 of a layer or of an RoI read from its slide at ``resolution`` (None: level 0)."""
     if isinstance(choice, tuple):
         path, (x, y, w, h) = choice
         with open_slide(path) as slide:
-            # as in Score RoI: a slide that records no pixel size is read at level 0
-            return read_roi(slide, x, y, w, h, mpp=mpp if slide.mpp else None).image
+            return read_roi(slide, x, y, w, h, resolution=resolution).image
     return np.asarray(choice.data)[..., :3].astype(np.uint8)
 
 
@@ -77,6 +87,7 @@ class ScoreMixPreviewWidget(QWidget):
         self.source, self.target = QComboBox(), QComboBox()
         self.method = QComboBox()
         self.method.addItems(list(METHODS))
+        self.method.setCurrentText(Mix.SCOREMIX.label)  # the method the preview is named after
         self.lam = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.7)
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
         self.checkpoint = QLineEdit(str(default_checkpoint_path()))
@@ -115,22 +126,25 @@ class ScoreMixPreviewWidget(QWidget):
             if not Path(self.checkpoint.text()).is_file():
                 raise ScoreNetInputError(missing_checkpoint_message(self.checkpoint.text()))
             model, info = cached_model(self.checkpoint.text(), "cpu")
+            src, tgt = self._choices[self.source.currentText()], self._choices[self.target.currentText()]
+            resolutions = [choice_resolution(c, info.metadata.get("mpp")) for c in (src, tgt)]
         except Exception as err:  # bad input is a notification, not a traceback dialog
             show_error(str(err))
             return
-        src, tgt = self._choices[self.source.currentText()], self._choices[self.target.currentText()]
+        for note in dict.fromkeys(r.note for r in resolutions if r is not None and r.note):
+            show_warning(note)
         self.mix_button.setEnabled(False)
-        self.worker = self._mix(model, info, src, tgt, self.method.currentText(), self.lam.value(),
-                                self.seed.value(), _ignore_errors=True)
+        self.worker = self._mix(model, info, (src, tgt), resolutions, self.method.currentText(),
+                                self.lam.value(), self.seed.value(), _ignore_errors=True)
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(lambda err: show_error(str(err)))
         self.worker.finished.connect(self._done)
         self.worker.start()
 
     @thread_worker
-    def _mix(self, model, info, src, tgt, method, lam, seed):
-        mpp = info.metadata.get("mpp")
-        return mix_images(model, method, load_image(src, mpp), load_image(tgt, mpp), lam, seed), info
+    def _mix(self, model, info, choices, resolutions, method, lam, seed):
+        source, target = (load_image(c, r) for c, r in zip(choices, resolutions, strict=True))
+        return mix_images(model, method, source, target, lam, seed), info
 
     def _done(self) -> None:
         self.mix_button.setEnabled(True)
