@@ -281,6 +281,9 @@ def test_uint8_downscale_equals_float_average_pooling(tile, factor):
     images = tile[..., :512, :768]  # a non-contiguous view of the real tile
     expected = F.avg_pool2d(images.double() / 255, kernel_size=factor).float()  # exact, then rounded
     torch.testing.assert_close(downscale(images, factor), expected, atol=1e-6, rtol=0)
+    # channels last, as scoring passes an (H, W, 3) array: the interleaved path gives the same
+    channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    torch.testing.assert_close(downscale(channels_last, factor), expected, atol=1e-6, rtol=0)
 
 
 _ONE_CLS = {"num_cls_tokens": 1, "scorer_cls_in_head": 1}

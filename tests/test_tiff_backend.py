@@ -472,3 +472,38 @@ def test_ome_subifd_tiles_past_the_end_are_refused_when_opened(ome_pyramid: Path
     with pytest.raises(ScoreNetInputError, match="truncated") as err:
         open_slide(path)
     assert str(path) in str(err.value)
+
+
+def test_decoded_tiles_are_cached_across_handles_and_dropped_least_recent_first(
+    pyramid_tiff: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scorenet import tiff_backend
+
+    cache = tiff_backend.TileCache(max_bytes=10 * 256 * 256 * 3)  # ten 256 x 256 tiles
+    monkeypatch.setattr(tiff_backend, "TILE_CACHE", cache)
+    decoded: list[tuple[int, int]] = []
+    real = tiff_backend._Level.segment
+    monkeypatch.setattr(
+        tiff_backend._Level, "segment", lambda self, r, c: (decoded.append((r, c)), real(self, r, c))[1]
+    )
+    with open_slide(pyramid_tiff) as slide:
+        decoded.clear()  # opening probes one tile of the coarsest level
+        first = slide.read_region((0, 0), 0, (512, 512))
+    assert len(decoded) == 4
+    with open_slide(pyramid_tiff) as slide:  # a fresh handle, as the Score RoI widget opens one per click
+        decoded.clear()
+        again = slide.read_region((0, 0), 0, (512, 512))
+        assert decoded == [] and np.array_equal(first, again)
+        slide.read_region((0, 512), 0, (1024, 512))  # 8 more tiles: the 10-tile budget drops the oldest
+        assert len(decoded) == 8
+        slide.read_region((0, 0), 0, (256, 256))  # tile (0, 0) was the least recently used
+        assert decoded[-1] == (0, 0) and len(decoded) == 9
+    # a file rewritten at the same path is not served from the cache
+    copy = tmp_path / "copy.tif"
+    copy.write_bytes(pyramid_tiff.read_bytes())
+    with open_slide(copy) as slide:
+        slide.read_region((0, 0), 0, (256, 256))
+    with tifffile.TiffWriter(copy) as writer:
+        writer.write(np.zeros((512, 512, 3), np.uint8), tile=(256, 256), photometric="rgb")
+    with open_slide(copy) as slide:
+        assert slide.read_region((0, 0), 0, (256, 256)).max() == 0

@@ -4,7 +4,8 @@ On a machine whose cores are shared (napari drawing on the GUI thread, another p
 default of one thread per core makes every matrix product wait for the slowest, busy core: on 2
 cores with one kept busy, ScoreNet ran at 8 images/s with 2 threads and 24 with 1 (docs/benchmarks.md,
 "Threads"). So inference measures the idle share of the CPUs it may run on (``/proc/stat``, over
-``SAMPLE_SECONDS``) and uses that many threads, re-measuring every ``RECHECK_SECONDS`` of a long job.
+``SAMPLE_SECONDS``; a measurement serves the jobs of the next ``MEASUREMENT_TTL_SECONDS``) and uses
+that many threads, re-measuring every ``RECHECK_SECONDS`` of a long job.
 An explicit count (``--threads``, ``threads=``) always wins. Where ``/proc/stat`` does not exist
 (macOS, Windows) the one-minute load average stands in for it, or nothing (all cores).
 """
@@ -21,6 +22,10 @@ import torch
 
 SAMPLE_SECONDS = 0.05
 RECHECK_SECONDS = 5.0
+# a measurement serves the jobs that start within this time: clicking Score RoI again does not
+# wait for a fresh sample (the load of other processes changes slowly)
+MEASUREMENT_TTL_SECONDS = 30.0
+_last: tuple[float, float] | None = None  # (monotonic time, free cores)
 
 
 def usable_cores() -> int:
@@ -69,16 +74,28 @@ def free_cores(sample_seconds: float = SAMPLE_SECONDS) -> float:
     return idle
 
 
-def choose_threads(requested: int | None = None, *, reserve: int = 0) -> int:
+def recent_free_cores(max_age: float = MEASUREMENT_TTL_SECONDS) -> float:
+    """:func:`free_cores`, measured again only when the last measurement is older than ``max_age``."""
+    global _last
+    now = time.monotonic()
+    if _last is None or now - _last[0] > max_age:
+        _last = (now, free_cores())
+    return _last[1]
+
+
+def choose_threads(
+    requested: int | None = None, *, reserve: int = 0, max_age: float = MEASUREMENT_TTL_SECONDS
+) -> int:
     """``requested`` if given, else the free cores (rounded, at least 1) less ``reserve``.
 
-    ``reserve`` keeps cores for work about to start in this process (napari's GUI thread).
+    ``reserve`` keeps cores for work about to start in this process (napari's GUI thread); the free
+    cores come from a measurement at most ``max_age`` seconds old.
     """
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads must be at least 1, got {requested}")
         return int(requested)
-    free = math.floor(free_cores() + 0.5)
+    free = math.floor(recent_free_cores(max_age) + 0.5)
     return max(1, min(usable_cores(), free) - reserve)
 
 
@@ -104,6 +121,6 @@ class ThreadPolicy:
     def update(self) -> int:
         """The thread count for the next unit of work (re-measured when the last check is old)."""
         if self.requested is None and time.monotonic() - self._checked > RECHECK_SECONDS:
-            self.count = choose_threads(None, reserve=self.reserve)
+            self.count = choose_threads(None, reserve=self.reserve, max_age=RECHECK_SECONDS)
             self._checked = time.monotonic()
         return self.count

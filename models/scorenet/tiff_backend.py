@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,49 @@ def decoder_problem(code: int) -> str | None:
     return None
 
 
+# decoded tiles kept across reads and handles (OpenSlide keeps 32 MiB): re-scoring or panning over the
+# same tissue decodes nothing again; 256 x 256 RGB tiles are 192 KiB, so this holds about 340 of them
+TILE_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class TileCache:
+    """Decoded tiles by (file identity, page offset, tile), least recently used dropped first."""
+
+    def __init__(self, max_bytes: int = TILE_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+            return tile
+
+    def put(self, key: tuple, tile: np.ndarray) -> None:
+        if tile.nbytes > self.max_bytes:
+            return
+        tile.flags.writeable = False  # shared between readers
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = tile
+            self._bytes += tile.nbytes
+            while self._bytes > self.max_bytes:
+                _, dropped = self._tiles.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tiles.clear()
+            self._bytes = 0
+
+
+TILE_CACHE = TileCache()
+
+
 class _Level:
     """One stored level: a TIFF page's tiles (or strips), read under a lock and decoded outside it."""
 
@@ -86,6 +130,9 @@ class _Level:
         self.grid = (math.ceil(self.height / self.cell[1]), math.ceil(self.width / self.cell[0]))
         self.tile_size = self.cell if page.is_tiled else (0, 0)
         self.ycbcr = int(page.compression) == _APERIO_JP2K_YCBCR
+        stat = path.stat()
+        # a file rewritten at the same path gets other keys: (inode, mtime, size) change
+        self._key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, page.offset, self.ycbcr)
 
     def segment(self, row: int, col: int) -> np.ndarray | None:
         """Decoded tile ``(row, col)``, (rows, cols, 3) uint8 RGB cropped to the level; None if absent."""
@@ -111,6 +158,16 @@ class _Level:
             tile = rgba_to_rgb(tile)  # an alpha sample: composited on white, as OpenSlide's pixels are
         return tile[..., :3]
 
+    def cached_segment(self, row: int, col: int) -> np.ndarray | None:
+        """:meth:`segment` through the shared :data:`TILE_CACHE` (absent tiles are not cached)."""
+        key = (*self._key, row, col)
+        tile = TILE_CACHE.get(key)
+        if tile is None:
+            tile = self.segment(row, col)
+            if tile is not None:
+                TILE_CACHE.put(key, tile)
+        return tile
+
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """(h, w, 3) uint8 pixels of the level whose top-left is ``(x, y)``; outside the level is white."""
         out = np.full((h, w, 3), 255, dtype=np.uint8)
@@ -120,7 +177,7 @@ class _Level:
         cols, rows = self.cell
         for row in range(y0 // rows, (y1 - 1) // rows + 1):
             for col in range(x0 // cols, (x1 - 1) // cols + 1):
-                tile = self.segment(row, col)
+                tile = self.cached_segment(row, col)
                 if tile is None:
                     continue
                 top, left = row * rows, col * cols

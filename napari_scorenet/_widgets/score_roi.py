@@ -46,6 +46,9 @@ class ScoreRoIWidget(QWidget):
         self.viewer = viewer
         self.results: list = []
         self.worker = None
+        self.threads: int | None = None  # CPU threads of the model; None: the cores found free
+        self._open: tuple[tuple, object] | None = None  # (file identity, Slide) kept between clicks
+        self._noted: set[str] = set()  # resolution notes already shown: a toast per click would nag
         self._stop = False
         self._watched: list = []  # region layers whose selection zooms the viewer
 
@@ -140,9 +143,19 @@ class ScoreRoIWidget(QWidget):
             return {}
         return {"mpp": value} if self.unit.currentIndex() == 0 else {"magnification": value}
 
+    def _slide(self, path: str):
+        """The slide at ``path``, kept open between clicks (opened again when the file changes)."""
+        stat = Path(path).stat()
+        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._open is None or self._open[0] != key:
+            if self._open is not None:
+                self._open[1].close()
+            self._open = None
+            self._open = (key, open_slide(path))
+        return self._open[1]
+
     def run(self) -> None:
         """Check the inputs here (cheap), then score in a worker thread."""
-        slide = None
         try:
             layers = {ly.name: ly for ly in self._slide_layers()}
             if self.slide_box.currentText() not in layers:
@@ -151,7 +164,7 @@ class ScoreRoIWidget(QWidget):
             ckpt = Path(self.checkpoint.text())
             if not ckpt.is_file():
                 raise ScoreNetInputError(missing_checkpoint_message(ckpt))
-            slide = open_slide(path)
+            slide = self._slide(path)
             rois = self._rois(layers[self.slide_box.currentText()], slide.dimensions)
             model, info = cached_model(ckpt, self.device.currentText())
             # the rule `scorenet score` follows: a request the slide cannot honour is refused here too
@@ -164,11 +177,10 @@ class ScoreRoIWidget(QWidget):
             for roi in rois:
                 check_roi(slide, roi, resolution, DEFAULT_MAX_PIXELS)
         except Exception as err:  # any bad input ends as a notification, never a traceback dialog
-            if slide is not None:
-                slide.close()
             show_error(str(err))
             return
-        if resolution.note:
+        if resolution.note and resolution.note not in self._noted:
+            self._noted.add(resolution.note)
             show_warning(resolution.note)
         self._stop = False
         self.score_button.setEnabled(False)
@@ -188,11 +200,10 @@ class ScoreRoIWidget(QWidget):
     def _score(self, model, slide, rois, resolution, class_names, device):
         try:
             return (yield from iter_score_rois(model, slide, rois, resolution=resolution, device=device,
-                                               class_names=class_names, should_stop=lambda: self._stop))
+                                               class_names=class_names, should_stop=lambda: self._stop,
+                                               threads=self.threads))
         except Cancelled:
             return None
-        finally:
-            slide.close()
 
     def _on_progress(self, event: Progress) -> None:
         """Each RoI counts twice in the bar: once read, once scored."""
