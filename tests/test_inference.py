@@ -139,14 +139,14 @@ def test_roi_smaller_than_k_regions_reads_k_whole_regions(model, tcga):
         np.testing.assert_array_equal(a, b)
 
 
-def test_roi_partly_outside_the_slide_is_padded_white(model, tcga):
+def test_roi_partly_outside_the_slide_is_moved_inside(model, tcga):
     width, height = tcga.dimensions
     roi = (width - 2 * P, -P, 4 * P, 3 * P)
     (score,) = score_rois(model, tcga, [roi])
-    assert score.distribution_box_level0 == (width - 2 * P, -P, width + 2 * P, 2 * P)
-    assert np.all(score.image[:P] == 255) and np.all(score.image[:, 2 * P :] == 255)
-    inside = tcga.read_region((width - 2 * P, 0), 0, (2 * P, 2 * P))
-    np.testing.assert_array_equal(score.image[P:, : 2 * P], inside)
+    # the grid-fitted RoI fits in the slide: it is moved in, and scored on slide pixels, not padding
+    assert score.distribution_box_level0 == (width - 4 * P, 0, width, 3 * P) and score.padded_fraction == 0
+    inside = tcga.read_region((width - 4 * P, 0), 0, (4 * P, 3 * P))
+    np.testing.assert_array_equal(score.image, inside)
     fresh, cut = crops_at(score, tcga, None)
     for a, b in zip(fresh, cut, strict=True):
         np.testing.assert_array_equal(a, b)

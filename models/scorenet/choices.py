@@ -62,6 +62,7 @@ class RoiSource(Choice):
     SHAPES = "Shapes rectangles"
     VIEW = "Current view"
     WHOLE_SLIDE = "Whole slide (thumbnail)"
+    WHOLE_SLIDE_TILES = "Whole slide (tissue tiles)"  # a heat map of RoIs over the tissue
 
 
 def values(choices: type[Choice]) -> tuple[str, ...]:

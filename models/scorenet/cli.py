@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from .choices import DEFAULT_RECIPE, DEVICE_HELP, TRAIN, Device, Mix, Model, values
 from .cli_pretrain import add_pretrain
+from .cli_slides import add_score_slides
 from .errors import ScoreNetInputError
 from .jobs import Progress
 from .recipes import OPTIMIZERS, RECIPES, SIGMA_SCHEDULES
@@ -300,7 +301,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from .atomic import writable_folder
     from .checkpoint import load_checkpoint
     from .export import write_score_outputs
-    from .inference import score_rois
+    from .inference import padding_note, score_rois
     from .resolution import resolve_resolution
     from .slide import open_slide
 
@@ -317,6 +318,9 @@ def _run_score(args: argparse.Namespace) -> int:
             model, slide, rois, resolution=resolution, device=args.device, class_names=info.class_names,
             threads=args.threads,
         )
+    for score in scores:
+        if score.padded_fraction > 0:
+            logging.warning("%s", padding_note(args.image, score))
     outputs = []
     for i, score in enumerate(scores, start=1):
         out_dir = args.out if len(scores) == 1 else args.out / f"roi_{i}"
@@ -364,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain(sub, parse_override)
     _add_eval(sub)
     _add_score(sub)
+    add_score_slides(sub)
     _add_bench(sub)
     return parser
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import atomic
+from .concentration import concentration
 from .inference import RoiScore
 
 # one colour per class index (Tableau 10), RGB
@@ -33,7 +34,8 @@ CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
 )
 BOX_COLOR = (0, 255, 255)  # cyan stands out on H&E pink and purple
 HEAT_ALPHA = 0.4
-CSV_COLUMNS = ("rank", "score", "x0", "y0", "x1", "y1")
+# x_uniform = N * score: the region's probability relative to a uniform distribution over N regions
+CSV_COLUMNS = ("rank", "score", "x_uniform", "x0", "y0", "x1", "y1")
 OUTPUT_FILES = ("prediction.json", "distribution.npy", "regions.geojson", "regions.csv", "overlay.png")
 
 PathLike = str | os.PathLike[str]
@@ -86,8 +88,10 @@ def write_regions_csv(path: PathLike, score: RoiScore) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    n = score.distribution.size
     for rank, value, box in zip(score.ranks, score.scores, score.boxes_level0, strict=True):
-        writer.writerow([int(rank), repr(float(value)), *(repr(float(v)) for v in box)])
+        coordinates = (repr(float(v)) for v in box)
+        writer.writerow([int(rank), repr(float(value)), repr(float(n * value)), *coordinates])
     return atomic.atomic_write(path, buffer.getvalue())
 
 
@@ -103,6 +107,9 @@ def prediction_dict(score: RoiScore) -> dict[str, Any]:
         "distribution_box_level0": [float(v) for v in score.distribution_box_level0],
         "grid": list(score.distribution.shape),
         "top_k": len(score.ranks),
+        # how far the distribution is from uniform (docs/scoring.md, "Concentration")
+        "concentration": concentration(score.distribution, len(score.ranks)),
+        "padded_fraction": float(score.padded_fraction),
     }
 
 

@@ -52,6 +52,7 @@ class RoiScore:
     image: np.ndarray  # (H, W, 3) uint8, the model input
     scale: float  # input px per level-0 px
     mpp: float | None  # of the input
+    padded_fraction: float = 0.0  # share of the scored area outside the slide (white padding)
 
     @property
     def boxes_image(self) -> np.ndarray:
@@ -152,13 +153,57 @@ def _input_grid(model: ScoreNet, roi: Roi, scale: float) -> tuple[int, int]:
     return model.grid_size(max(1, round(h * scale)), max(1, round(w * scale)))
 
 
-def snap_roi(model: ScoreNet, roi: Roi, scale: float) -> Roi:
-    """The RoI grown or trimmed about its centre to whole regions of the model's grid at ``scale``."""
+def snap_roi(model: ScoreNet, roi: Roi, scale: float, bounds: tuple[int, int] | None = None) -> Roi:
+    """The RoI grown or trimmed about its centre to whole regions of the model's grid at ``scale``.
+
+    With the slide's ``bounds`` (width, height) it is then moved back inside the slide wherever it
+    fits, so no region takes padding it need not; where it does not fit, it is centred on the slide.
+    """
     x, y, w, h = roi
     p = model.config.region_size
     gh, gw = _input_grid(model, roi, scale)
     w0, h0 = _level0_size(gw * p, scale), _level0_size(gh * p, scale)
-    return x + (w - w0) // 2, y + (h - h0) // 2, w0, h0
+    x, y = x + (w - w0) // 2, y + (h - h0) // 2
+    if bounds is not None:
+        x, y = _inside(x, w0, bounds[0]), _inside(y, h0, bounds[1])
+    return x, y, w0, h0
+
+
+def _inside(start: int, size: int, length: int) -> int:
+    """``start`` moved so ``[start, start + size)`` lies in ``[0, length)``, or centred when it cannot."""
+    if size > length:
+        return (length - size) // 2
+    return min(max(start, 0), length - size)
+
+
+def padding_shares(read: RoiRead, grid: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) share of each region of the read that lies outside the slide (white padding)."""
+    gh, gw = grid
+    x0, y0, x1, y1 = read.valid
+    xs = read.x + np.arange(gw + 1) * (read.w / gw)
+    ys = read.y + np.arange(gh + 1) * (read.h / gh)
+    inside_x = np.clip(np.minimum(xs[1:], x1) - np.maximum(xs[:-1], x0), 0, None) / np.diff(xs)
+    inside_y = np.clip(np.minimum(ys[1:], y1) - np.maximum(ys[:-1], y0), 0, None) / np.diff(ys)
+    return 1.0 - np.outer(inside_y, inside_x)
+
+
+def padded_fraction(read: RoiRead) -> float:
+    """Share of the read area outside the slide."""
+    x0, y0, x1, y1 = read.valid
+    return 1.0 - (x1 - x0) * (y1 - y0) / (read.w * read.h)
+
+
+def padding_note(path: object, score: RoiScore) -> str:
+    """The one-line warning for an RoI scored partly on padding."""
+    x, y, w, h = score.roi
+    return (
+        f"{path}: RoI x={x} y={y} w={w} h={h} was scored with {100 * score.padded_fraction:.0f} % white "
+        "padding outside the image; regions mostly padding are not recommended"
+    )
+
+
+# a region more than half padding is never recommended while other regions remain
+MAX_REGION_PADDING = 0.5
 
 
 def _read_input(
@@ -166,7 +211,7 @@ def _read_input(
 ) -> tuple[RoiRead, np.ndarray]:
     """The snapped RoI read at ``resolution`` and its pixels at exactly the grid's size."""
     scale = resolution.scale
-    read = read_roi(slide, *snap_roi(model, roi, scale), resolution=resolution)
+    read = read_roi(slide, *snap_roi(model, roi, scale, slide.dimensions), resolution=resolution)
     p = model.config.region_size
     gh, gw = _input_grid(model, roi, scale)
     image = read.image
@@ -254,7 +299,7 @@ def iter_score_rois(
             raise ScoreNetInputError(f"an RoI is (x, y, w, h), got {roi}", slide.path)
         check_roi(slide, roi, resolution, max_pixels)
     for roi in rois:  # the area actually read: an RoI of few pixels grows to K whole regions
-        check_roi(slide, snap_roi(model, roi, scale), resolution, max_pixels)
+        check_roi(slide, snap_roi(model, roi, scale, slide.dimensions), resolution, max_pixels)
     target = resolve_device(device)
     p = model.config.region_size
     sizes = [tuple(n * p for n in _input_grid(model, roi, scale)) for roi in rois]
@@ -278,8 +323,9 @@ def iter_score_rois(
             pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
             # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
             images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
+            avoid = avoid_mask(model, reads, target)
             with torch.inference_mode(), _threads(policy):
-                out = model(images)
+                out = model(images, avoid=avoid)
             for j, i in enumerate(batch):
                 results[i] = _roi_score(out, j, rois[i], *reads[j], names)
             done += len(batch)
@@ -287,6 +333,17 @@ def iter_score_rois(
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def avoid_mask(model: ScoreNet, reads: Sequence[tuple[RoiRead, np.ndarray]], device: torch.device):
+    """(B, gh, gw) regions mostly padding, for ``ScoreNet.forward(avoid=...)``; None when none are."""
+    masks = []
+    for read, image in reads:
+        grid = model.grid_size(*image.shape[:2])
+        masks.append(padding_shares(read, grid) > MAX_REGION_PADDING)
+    if not any(mask.any() for mask in masks):
+        return None
+    return torch.from_numpy(np.stack(masks)).to(device)
 
 
 def _threads(policy: ThreadPolicy | None) -> contextlib.AbstractContextManager:
@@ -302,17 +359,25 @@ def _stage(stage: str, results: list) -> dict[str, Any]:
 def _roi_score(
     out: ScoreNetOutput, j: int, roi: Roi, read: RoiRead, image: np.ndarray, names: list[str]
 ) -> RoiScore:
-    """Row ``j`` of a batch output as an :class:`RoiScore`, regions in rank order."""
+    """Row ``j`` of a batch output as an :class:`RoiScore`, regions in rank order.
+
+    Ranks follow the scores, except that regions mostly padding (taken only when too few others
+    exist) come last; boxes are clipped to the part of the slide that was read.
+    """
     probabilities = out.logits[j].float().softmax(-1).cpu().numpy()
     scores = out.scores[j].float().cpu().numpy()
-    order = np.argsort(-scores, kind="stable")
+    distribution = out.distribution[j].float().cpu().numpy()
+    padding = padding_shares(read, distribution.shape).ravel()[out.indices[j].cpu().numpy()]
+    order = np.lexsort((-scores, padding > MAX_REGION_PADDING))
     boxes, box = _to_level0(out.boxes[j].float().cpu().numpy()[order], read, image)
+    x0, y0, x1, y1 = read.valid
+    boxes = np.clip(boxes, [x0, y0, x0, y0], [x1, y1, x1, y1])
     return RoiScore(
         roi=roi,
         probabilities=probabilities,
         class_names=names,
         predicted=names[int(np.argmax(probabilities))],
-        distribution=out.distribution[j].float().cpu().numpy(),
+        distribution=distribution,
         boxes_level0=boxes,
         scores=scores[order],
         ranks=np.arange(1, len(order) + 1),
@@ -320,4 +385,5 @@ def _roi_score(
         image=image,
         scale=read.scale,
         mpp=read.mpp,
+        padded_fraction=padded_fraction(read),
     )

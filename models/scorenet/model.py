@@ -136,13 +136,20 @@ class ScoreNet(nn.Module):
         return self.global_encoder(region_cls.view(b, k, -1))
 
     def select_regions(
-        self, fitted: torch.Tensor, distribution: torch.Tensor, grid: tuple[int, int]
+        self,
+        fitted: torch.Tensor,
+        distribution: torch.Tensor,
+        grid: tuple[int, int],
+        indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The K regions (B, K, 3, P_h, P_h) of grid-fitted images: soft perturbed top-K blends in
-        ``train()`` (float in [0, 1]), the hard top-K regions (input dtype) in ``eval()``."""
+        ``train()`` (float in [0, 1]), the hard top-K regions (input dtype) in ``eval()``, those at
+        ``indices`` when given."""
         cfg = self.config
         if not self.training:
-            return gather_regions(fitted, hard_topk(distribution.detach(), cfg.top_k), grid, cfg.region_size)
+            if indices is None:
+                indices = hard_topk(distribution.detach(), cfg.top_k)
+            return gather_regions(fitted, indices, grid, cfg.region_size)
         scores = selection_scores(distribution, cfg.score_scaling)
         indicators = perturbed_topk(
             scores, cfg.top_k, self.sigma, cfg.num_samples, estimator=cfg.topk_estimator
@@ -159,14 +166,22 @@ class ScoreNet(nn.Module):
         last_y = global_cls[:, -cfg.global_cls_in_head :].flatten(1)
         return torch.cat([last_x, last_y], dim=1)
 
-    def forward(self, images: torch.Tensor) -> ScoreNetOutput:
+    def forward(self, images: torch.Tensor, avoid: torch.Tensor | None = None) -> ScoreNetOutput:
+        """Score, select and classify ``images`` (B, 3, H, W), uint8 or float in [0, 1].
+
+        ``avoid`` (B, gh, gw) bool marks regions not to recommend (mostly padding outside a slide):
+        the hard top-K takes them only when fewer than K others exist. The distribution is unchanged.
+        """
         cfg = self.config
         height, width = images.shape[-2:]
         fitted, grid = self.fit_images(images)
         scorer_cls, dist = self.score(fitted)
-        indices = hard_topk(dist.detach(), cfg.top_k)
+        ranking = dist.detach()
+        if avoid is not None:  # below every other region, in their own order
+            ranking = ranking - 2.0 * avoid.reshape(ranking.shape).to(ranking.dtype)
+        indices = hard_topk(ranking, cfg.top_k)
         b = images.shape[0]
-        features = self.region_features(scorer_cls, self.select_regions(fitted, dist, grid))
+        features = self.region_features(scorer_cls, self.select_regions(fitted, dist, grid, indices))
         scale = (width / (grid[1] * cfg.region_size), height / (grid[0] * cfg.region_size))
         return ScoreNetOutput(
             logits=self.head(features),

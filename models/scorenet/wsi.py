@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import ScoreNetInputError
-from .inference import _read_input, _roi_score, _threads, resolve_device
+from .inference import _read_input, _roi_score, _threads, avoid_mask, resolve_device
 from .jobs import Cancelled, Job, Progress, ProgressFn, StopFn, run_job
 from .model import ScoreNet
 from .resolution import Resolution
@@ -215,8 +215,9 @@ def iter_score_slide(
                 pending.append(pool.submit(read, batches[n + config.read_ahead + 1]))
             pixels = np.stack([image for _, image in reads])
             images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
+            avoid = avoid_mask(model, reads, target)  # a slide smaller than one RoI is padded
             with torch.inference_mode(), _threads(policy):
-                out = model(images)
+                out = model(images, avoid=avoid)
             done = []
             for j, i in enumerate(batch):
                 roi, share = plan[i]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import napari
@@ -9,6 +11,7 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -19,32 +22,49 @@ from qtpy.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 from scorenet import export
+from scorenet.atomic import atomic_write
 from scorenet.choices import RoiSource, values
 from scorenet.errors import ScoreNetInputError
-from scorenet.inference import DEFAULT_MAX_PIXELS, check_roi, iter_score_rois
+from scorenet.inference import DEFAULT_MAX_PIXELS, check_roi, iter_score_rois, snap_roi
 from scorenet.jobs import Cancelled, Progress
 from scorenet.resolution import resolve_resolution
 from scorenet.slide import open_slide
+from scorenet.slide_export import tiles_csv, tiles_geojson
+from scorenet.wsi import DEFAULT_ROI_SIZE, SlideScoringConfig, iter_score_slide
 
 from ._form import DEVICES
 from ._layers import roi_label, show_score, zoom_to_box
 from ._roi import roi_from_view, roi_whole_slide, rois_from_shapes
+from ._slide_layers import HeatMap, click_to_inspect, legend_html, show_tissue
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
 ROI_SOURCES = values(RoiSource)
 
 
 class ScoreRoIWidget(QWidget):
-    """Pick a slide layer and RoIs, score them in a worker thread, show distribution, regions and classes."""
+    """Pick a slide layer and RoIs, score them in a worker thread, show distribution, regions and classes.
+
+    The "Whole slide (tissue tiles)" source scores RoIs tiled over the slide's tissue
+    (``scorenet.wsi.iter_score_slide``) and fills a heat map layer in as they finish; clicking a cell
+    (:meth:`inspect_tile`) shows that RoI as a single RoI is shown.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.results: list = []
+        self.slide_result = None  # the last whole-slide SlideScore (partial when cancelled)
+        self.heat_map: HeatMap | None = None
+        self.tissue_layer = None
+        self._last: str | None = None  # "rois" or "slide": what the Export buttons write
+        self._listed: list = []  # the scores whose regions the region list shows
+        self._inspected: list = []  # the layers of the heat map cell inspected last
+        self._started = 0.0  # when RoIs began to be scored (time left)
         self.worker = None
         self.threads: int | None = None  # CPU threads of the model; None: the cores found free
         self._open: tuple[tuple, object] | None = None  # (file identity, Slide) kept between clicks
@@ -62,6 +82,15 @@ class ScoreRoIWidget(QWidget):
         browse = QPushButton("…", clicked=self._browse)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        # tile size of the whole-slide source, pixels at the read resolution: the model's input size
+        self.tile_h, self.tile_w = (QSpinBox(minimum=64, maximum=16384, singleStep=64) for _ in range(2))
+        self.tile_h.setValue(DEFAULT_ROI_SIZE[0])
+        self.tile_w.setValue(DEFAULT_ROI_SIZE[1])
+        self.show_tissue = QCheckBox("Show tissue mask")
+        self.show_tissue.toggled.connect(self._toggle_tissue)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.hide()
         self.score_button = QPushButton("Score", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.status = QLabel("")
@@ -82,6 +111,12 @@ class ScoreRoIWidget(QWidget):
         row.addWidget(browse)
         form.addRow("Checkpoint", row)
         form.addRow("Device", self.device)
+        tile = QHBoxLayout()
+        tile.addWidget(self.tile_h)
+        tile.addWidget(QLabel("×"))
+        tile.addWidget(self.tile_w)
+        form.addRow("Tile size (h × w px)", tile)
+        form.addRow("", self.show_tissue)
         buttons = QHBoxLayout()
         buttons.addWidget(self.score_button)
         buttons.addWidget(self.cancel_button)
@@ -93,6 +128,7 @@ class ScoreRoIWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.legend)
         layout.addLayout(self.classes)
         layout.addWidget(QLabel("Top regions (click to zoom)"))
         layout.addWidget(self.region_list)
@@ -100,7 +136,14 @@ class ScoreRoIWidget(QWidget):
 
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
+        self.source_box.currentTextChanged.connect(self._source_changed)
         self._refresh_layers()
+        self._source_changed(self.source_box.currentText())
+
+    def _source_changed(self, source: str) -> None:
+        tiles = source == RoiSource.WHOLE_SLIDE_TILES
+        for box in (self.tile_h, self.tile_w):
+            box.setEnabled(tiles)
 
     def _refresh_layers(self, *_: object) -> None:
         for box, wanted in ((self.slide_box, self._slide_layers), (self.shapes_box, self._shapes_layers)):
@@ -165,7 +208,8 @@ class ScoreRoIWidget(QWidget):
             if not ckpt.is_file():
                 raise ScoreNetInputError(missing_checkpoint_message(ckpt))
             slide = self._slide(path)
-            rois = self._rois(layers[self.slide_box.currentText()], slide.dimensions)
+            tiled = self.source_box.currentText() == RoiSource.WHOLE_SLIDE_TILES
+            rois = [] if tiled else self._rois(layers[self.slide_box.currentText()], slide.dimensions)
             model, info = cached_model(ckpt, self.device.currentText())
             # the rule `scorenet score` follows: a request the slide cannot honour is refused here too
             resolution = resolve_resolution(
@@ -176,12 +220,17 @@ class ScoreRoIWidget(QWidget):
             )
             for roi in rois:
                 check_roi(slide, roi, resolution, DEFAULT_MAX_PIXELS)
+            config = SlideScoringConfig(roi_size=(self.tile_h.value(), self.tile_w.value()))
+            config.check()
         except Exception as err:  # any bad input ends as a notification, never a traceback dialog
             show_error(str(err))
             return
         if resolution.note and resolution.note not in self._noted:
             self._noted.add(resolution.note)
             show_warning(resolution.note)
+        if tiled:
+            self._start_slide(model, slide, resolution, info.class_names, config)
+            return
         self._stop = False
         self.score_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -210,6 +259,121 @@ class ScoreRoIWidget(QWidget):
         self._bar.update(event.done - self._bar.n)
         self.status.setText(f"scored {event.info['scored']} of {event.info['rois']} RoI(s)…")
 
+    def _start_slide(self, model, slide, resolution, class_names, config: SlideScoringConfig) -> None:
+        """Score the slide's tissue RoIs in a worker; the heat map fills in batch by batch."""
+        name = self.slide_box.currentText()
+        self._stop = False
+        self.score_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("finding tissue…")
+        # the box each RoI's distribution covers (the RoI snapped to the model's region grid), level 0
+        self._snap = lambda roi: snap_roi(model, roi, resolution.scale)
+        self.heat_map = HeatMap(self.viewer, f"{name} heat map", class_names)
+        self.heat_map.on_click(click_to_inspect(self.heat_map, self.inspect_tile))
+        self._tissue_name = f"{name} tissue"
+        self.legend.setText(legend_html(class_names))
+        self.legend.show()
+        self.worker = self._score_slide(model, slide, resolution, class_names, config,
+                                        self.device.currentText(), _ignore_errors=True)  # fmt: skip
+        self.worker.yielded.connect(self._on_slide_progress)
+        self.worker.returned.connect(self._show_slide)
+        self.worker.errored.connect(lambda err: show_error(str(err)))
+        self.worker.finished.connect(self._done)
+        # no total until the tissue is found: napari shows a busy bar, then RoIs done of N with time left
+        self._bar = napari.utils.progress(total=0, desc="Finding tissue")
+        self.worker.start()
+
+    @thread_worker
+    def _score_slide(self, model, slide, resolution, class_names, config, device):
+        try:
+            return (yield from iter_score_slide(model, slide, resolution=resolution, class_names=class_names,
+                                                config=config, device=device, should_stop=lambda: self._stop,
+                                                threads=self.threads))  # fmt: skip
+        except Cancelled as stopped:
+            return stopped.partial  # the RoIs finished so far (SlideScore.complete is False)
+
+    def _on_slide_progress(self, event: Progress) -> None:
+        """The plan: tissue layer, empty heat map, bar total; then each scored batch: cells, bar, status."""
+        if event.info.get("stage") == "planned":
+            self.tissue_layer = show_tissue(self.viewer, self._tissue_name, event.info["tissue"])
+            self.tissue_layer.visible = self.show_tissue.isChecked()
+            self.tissue_layer.events.visible.connect(self._tissue_visibility)
+            self.heat_map.ensure_layer()  # above the tissue layer, and the active layer: clicks reach it
+            self._bar.reset(total=event.total)  # the clock restarts: the time left counts scoring only
+            self._bar.set_description("Scoring tissue RoIs")
+            self._started = time.monotonic()
+            self.status.setText(f"0 of {event.total} RoIs")
+            return
+        tiles = event.info["tiles"]
+        boxes = []
+        for tile in tiles:
+            x, y, w, h = self._snap(tile.roi)
+            boxes.append((float(x), float(y), float(x + w), float(y + h)))
+        self.heat_map.add(tiles, boxes)
+        self._bar.update(event.done - self._bar.n)
+        left = ""
+        if 0 < event.done < (event.total or 0):
+            seconds = (time.monotonic() - self._started) / event.done * (event.total - event.done)
+            left = f", about {_duration(seconds)} left"
+        self.status.setText(f"{event.done} of {event.total} RoIs{left}")
+
+    def _show_slide(self, result) -> None:
+        if result is None:
+            self.status.setText("cancelled")
+            show_warning("scoring cancelled")
+            return
+        self.slide_result = result
+        self._last = "slide"
+        done, planned = len(result.tiles), len(result.plan)
+        if not planned:
+            self.status.setText("no RoI with enough tissue")
+            show_warning(f"{result.path}: no RoI has enough tissue to be scored")
+        elif result.complete:
+            shares = ", ".join(f"{c} {100 * f:.0f} %" for c, f in result.class_fractions().items())
+            self.status.setText(f"{done} of {planned} RoIs; tissue area: {shares}")
+        else:
+            self.status.setText(f"cancelled: {done} of {planned} RoIs kept")
+            show_warning(f"scoring cancelled: the heat map keeps the {done} RoIs finished")
+
+    def inspect_tile(self, index: int) -> None:
+        """Show heat map cell ``index`` (its plan index) as a single RoI: distribution, regions, classes;
+        zoom onto it. What a click on the cell does."""
+        if self.heat_map is None or index not in self.heat_map.boxes:
+            show_warning(f"RoI {index} of the slide has not been scored")
+            return
+        view = self.heat_map.view(index)
+        for layer in self._inspected:  # one inspected cell at a time: the previous one's layers go
+            if layer in self.viewer.layers and not layer.name.startswith(roi_label(view)):
+                self.viewer.layers.remove(layer)
+                if layer in self._watched:
+                    self._watched.remove(layer)
+        dist, regions = show_score(self.viewer, view)
+        self._inspected = [dist, regions]
+        if regions not in self._watched:
+            self._watched.append(regions)
+            regions.selected_data.events.items_changed.connect(lambda *_, ly=regions: self._zoom_to(ly))
+        self._show_classes(view)
+        self._listed = [view]
+        self.region_list.clear()
+        for rank, value in zip(view.ranks, view.scores, strict=True):
+            self.region_list.addItem(f"{roi_label(view)} #{rank}: {value:.4f}")
+        x, y, w, h = view.roi
+        zoom_to_box(self.viewer, (x, y, x + w, y + h))
+        if self.heat_map.layer in self.viewer.layers:  # the next click goes to the heat map again
+            self.viewer.layers.selection.active = self.heat_map.layer
+        p = float(view.probabilities[view.class_names.index(view.predicted)])
+        self.status.setText(f"RoI {index} ({x},{y} {w}x{h}): {view.predicted} {100 * p:.1f} %")
+
+    def _toggle_tissue(self, shown: bool) -> None:
+        if self.tissue_layer is not None and self.tissue_layer in self.viewer.layers:
+            self.tissue_layer.visible = shown
+
+    def _tissue_visibility(self, event) -> None:
+        """Keep the checkbox in step with the layer's eye in the layer list."""
+        self.show_tissue.blockSignals(True)
+        self.show_tissue.setChecked(bool(event.source.visible))
+        self.show_tissue.blockSignals(False)
+
     def cancel(self) -> None:
         """Ask the worker to stop after the current RoI or batch."""
         self._stop = True
@@ -226,6 +390,8 @@ class ScoreRoIWidget(QWidget):
             show_warning("scoring cancelled")
             return
         self.results = results
+        self._last = "rois"
+        self._listed = list(results)
         for score in results:
             _, regions = show_score(self.viewer, score)
             if regions not in self._watched:
@@ -247,10 +413,10 @@ class ScoreRoIWidget(QWidget):
             self.classes.addWidget(bar)
 
     def _zoom_to_row(self, row: int) -> None:
-        k = len(self.results[0].ranks) if self.results else 0
+        k = len(self._listed[0].ranks) if self._listed else 0
         if row < 0 or not k:
             return
-        score = self.results[row // k]
+        score = self._listed[row // k]
         zoom_to_box(self.viewer, score.boxes_level0[row % k])
 
     def _zoom_to(self, layer) -> None:
@@ -262,15 +428,23 @@ class ScoreRoIWidget(QWidget):
         zoom_to_box(self.viewer, (x0, y0, x1, y1))
 
     def _export_dialog(self, kind: str) -> None:
-        if not self.results:
+        if self._last == "slide" and kind == "png":
+            show_warning(_NO_SLIDE_PNG)
+            return
+        if self._last is None:
             show_warning("nothing to export: score an RoI first")
             return
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind}", f"regions.{kind}")
+        default = f"{'tiles' if self._last == 'slide' else 'regions'}.{kind}"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind}", default)
         if path:
             self.export(kind, path)
 
     def export(self, kind: str, path: str | Path) -> Path | None:
-        """Write the last (or only) result as GeoJSON, regions CSV or overlay PNG (atomically)."""
+        """Write what was scored last, atomically: for RoIs the last result as GeoJSON, regions CSV or
+        overlay PNG; for a whole slide its RoIs as GeoJSON (QuPath detections with a probability
+        measurement per class) or CSV (``scorenet.slide_export``), the RoIs finished when cancelled."""
+        if self._last == "slide":
+            return self._export_slide(kind, path)
         writers = {"geojson": export.write_geojson, "csv": export.write_regions_csv,
                    "png": export.write_overlay_png}
         try:
@@ -280,3 +454,28 @@ class ScoreRoIWidget(QWidget):
             return None
         show_info(f"wrote {out}")
         return Path(out)
+
+    def _export_slide(self, kind: str, path: str | Path) -> Path | None:
+        result = self.slide_result
+        if kind == "png":
+            show_warning(_NO_SLIDE_PNG)
+            return None
+        try:
+            text = json.dumps(tiles_geojson(result)) if kind == "geojson" else tiles_csv(result)
+            out = atomic_write(path, text)
+        except OSError as err:
+            show_error(f"{path}: {err}")
+            return None
+        show_info(f"wrote {out} ({len(result.tiles)} of {len(result.plan)} RoIs)")
+        return Path(out)
+
+
+_NO_SLIDE_PNG = "PNG export shows one RoI: for a whole slide, export its RoIs as GeoJSON or CSV"
+
+
+def _duration(seconds: float) -> str:
+    """``40 s``, ``3 min``, ``1 h 05 min``: a time left, no more precise than it can be."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
