@@ -1,4 +1,5 @@
-"""The main job: napari with the sample slide, an example RoI and every ScoreNet widget docked.
+"""The main job: napari with the sample slide, an example RoI scored by the bundled model, and every
+ScoreNet widget docked with Score RoI in front.
 
 ``python -m napari_scorenet.demo [--screenshot PATH] [--quit]``. ``make demo`` runs it, under Xvfb
 where there is no display, and writes ``demo-output/demo.png``.
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 PLUGIN = "napari-scorenet"
+SCORE_ROI = "Score RoI"
 
 
 def example_roi(width: int, height: int, size: tuple[int, int] = (1536, 2048)) -> list[list[float]]:
@@ -20,23 +22,41 @@ def example_roi(width: int, height: int, size: tuple[int, int] = (1536, 2048)) -
     return [[top, left], [top, left + w], [top + h, left + w], [top + h, left]]
 
 
-def dock_widgets(viewer) -> list[str]:
-    """Dock every widget of the manifest; a widget that fails to load is reported, not fatal."""
+def dock_widgets(viewer) -> dict[str, tuple]:
+    """Dock every widget of the manifest: name -> (dock, widget); a widget that fails is reported."""
     from npe2 import PluginManager
 
-    docked = []
+    docked = {}
     manifest = PluginManager.instance().get_manifest(PLUGIN)
     for contribution in manifest.contributions.widgets or []:
         try:
-            viewer.window.add_plugin_dock_widget(PLUGIN, contribution.display_name, tabify=True)
-            docked.append(contribution.display_name)
+            docked[contribution.display_name] = viewer.window.add_plugin_dock_widget(
+                PLUGIN, contribution.display_name, tabify=True
+            )
         except Exception as err:  # noqa: BLE001 - one broken widget must not stop the demo
             print(f"warning: widget {contribution.display_name!r} not docked: {err}", file=sys.stderr)
     return docked
 
 
-def build_viewer(slide_path: Path | None = None, *, show: bool = True):
-    """A viewer with the slide, an example RoI on it and the plugin's widgets."""
+def score_example(viewer, widget, timeout: float = 120.0) -> bool:
+    """Score the example RoI with the widget as a click would, waiting for its worker; True if done."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    widget.source_box.setCurrentIndex(0)  # Shapes rectangles
+    widget.shapes_box.setCurrentText("RoI")
+    widget.run()
+    end = time.monotonic() + timeout
+    while widget.worker is not None and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    return bool(widget.results)
+
+
+def build_viewer(slide_path: Path | None = None, *, show: bool = True, score: bool = True):
+    """A viewer with the slide, an example RoI on it, the plugin's widgets, Score RoI in front and
+    (``score``) the RoI scored by the bundled model, its overlays shown."""
     import napari
     from scorenet.sample_data import sample_slide_path
 
@@ -53,9 +73,15 @@ def build_viewer(slide_path: Path | None = None, *, show: bool = True):
         face_color="transparent",
         edge_width=max(4, width // 400),
     )
-    dock_widgets(viewer)
+    docked = dock_widgets(viewer)
     viewer.layers.selection.active = layer
     viewer.reset_view()
+    if SCORE_ROI in docked:
+        dock, widget = docked[SCORE_ROI]
+        dock.raise_()  # the main job in front, not the last widget docked
+        if score and not score_example(viewer, widget):
+            print("warning: the example RoI was not scored (see the notifications)", file=sys.stderr)
+        dock.raise_()  # again: showing the window and the results can bring another tab forward
     return viewer
 
 

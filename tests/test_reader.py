@@ -92,7 +92,15 @@ def test_demo_writes_a_window_screenshot(tmp_path: Path, make_napari_viewer, sli
     out = tmp_path / "demo.png"
     viewer = demo.build_viewer(slides_dir / TCGA, show=False)
     try:
-        assert [layer.name for layer in viewer.layers] == ["tcga-cr-7395-01a-01-ts1", "RoI"]
+        names = [layer.name for layer in viewer.layers]
+        # the main job shown: the example RoI scored, its distribution and regions on the slide
+        assert names[:2] == ["tcga-cr-7395-01a-01-ts1", "RoI"] and len(names) == 4
+        assert names[2].endswith("distribution") and " regions (" in names[3]
+        from qtpy.QtWidgets import QTabBar
+
+        # the docks are tabbed together: the current tab is the one in front
+        bars = [b for b in viewer.window._qt_window.findChildren(QTabBar) if b.count() >= 5]
+        assert [b.tabText(b.currentIndex()) for b in bars] == ["Score RoI (napari-scorenet)"]
         demo.save_screenshot(viewer, out)
     finally:
         viewer.close()

@@ -194,3 +194,25 @@ def test_progress_counts_rois_read_and_scored(make_napari_viewer, qtbot, slides_
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert widget._bar.n == widget._bar.total == 4
     assert widget.status.text().startswith("2 RoI(s): ")
+
+
+def test_the_heat_map_cannot_mislead(make_napari_viewer, qtbot, slides_dir, checkpoint, errors):
+    """x uniform on one fixed log2 scale (a flat distribution is flat), a colour bar, boxes by rank."""
+    from napari_scorenet._widgets._layers import LOG2_LIMITS
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, slides_dir, checkpoint)
+    _score(qtbot, widget)
+    (score,) = widget.results
+    dist_layer = next(ly for ly in viewer.layers if ly.name.endswith("distribution"))
+    regions = next(ly for ly in viewer.layers if " regions (" in ly.name)
+    assert tuple(dist_layer.contrast_limits) == LOG2_LIMITS == (-2.0, 2.0)  # 1/4 x to 4 x, every RoI
+    expected = np.clip(np.log2(score.distribution * score.distribution.size), -2, 2)
+    np.testing.assert_allclose(dist_layer.data, expected, atol=1e-5)
+    assert dist_layer.colorbar.visible
+    # an untrained scorer is nearly flat: its cells sit near the white middle of the scale
+    assert np.abs(dist_layer.data).max() < 0.5
+    # labels are ranks only and scale with their boxes; scores stay in the features and the list
+    assert list(regions.text.values) == [str(r) for r in score.ranks] and regions.text.scaling
+    np.testing.assert_allclose(regions.features["score"], score.scores)
+    np.testing.assert_allclose(regions.features["x_uniform"], score.scores * score.distribution.size)

@@ -11,7 +11,13 @@ from scorenet.slide import read_roi
 
 from napari_scorenet._reader import slide_layer_data
 from napari_scorenet._widgets import scoremix_preview
-from napari_scorenet._widgets.scoremix_preview import LAYER_NAME, ScoreMixPreviewWidget
+from napari_scorenet._widgets.scoremix_preview import (
+    BOXES_NAME,
+    LABELS_NAME,
+    LAYER_NAME,
+    PANEL_NAMES,
+    ScoreMixPreviewWidget,
+)
 
 SLIDE = "tcga-cr-7395-01a-01-ts1.svs"
 
@@ -55,7 +61,26 @@ def test_mix_two_rois(make_napari_viewer, qtbot, slides_dir, checkpoint, method,
     kept = 1 - (x1 - x0) * (y1 - y0) / (mixed.shape[0] * mixed.shape[1])
     assert float(widget.result.lam[0]) == pytest.approx(kept, abs=1e-6)
     assert float(widget.result.labels[0].sum()) == pytest.approx(1.0, abs=1e-5)
-    assert len(viewer.layers[f"{LAYER_NAME} boxes"].data) == 2 and "mixed label" in widget.label.text()
+    assert "mixed label" in widget.label.text() and "λ used" in widget.label.text()
+    # source, target and mixed side by side, right of the slide, none overlapping another
+    panels = [viewer.layers[name] for name in PANEL_NAMES]
+    np.testing.assert_array_equal(panels[0].data, source)
+    np.testing.assert_array_equal(panels[1].data, target)
+    extents = [ly.extent.world for ly in panels]  # [[y0, x0], [y1, x1]]
+    slide_right = viewer.layers[0].extent.world[1][-1]
+    assert extents[0][0][1] >= slide_right
+    assert extents[0][1][1] < extents[1][0][1] and extents[1][1][1] < extents[2][0][1]
+    # the cut box on the source panel, the paste box on the mixed panel, in their own pixels
+    cut_rect, paste_rect = (np.asarray(r) for r in viewer.layers[BOXES_NAME].data)
+    sy, sx = panels[0].translate
+    my, mx = panels[2].translate
+    np.testing.assert_allclose(cut_rect.min(0), [r0 + sy, c0 + sx])
+    np.testing.assert_allclose(cut_rect.max(0), [r1 + sy, c1 + sx])
+    np.testing.assert_allclose(paste_rect.min(0), [y0 + my, x0 + mx])
+    np.testing.assert_allclose(paste_rect.max(0), [y1 + my, x1 + mx])
+    # titles sit above the panels, outside their pixels
+    titles = viewer.layers[LABELS_NAME]
+    assert (titles.data[:, 0] < 0).all() and "λ used" in titles.features["title"][2]
 
 
 def test_missing_sources_notify(make_napari_viewer, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from napari.utils.colormaps import Colormap
 from scorenet.inference import RoiScore
 
 
@@ -21,30 +22,54 @@ def _upsert(viewer, name: str, prefix: str, add, update):
     return add()
 
 
+# The distribution is shown as N * P, "times uniform", on one fixed log2 scale for every RoI: a flat
+# distribution is flat white, and two RoIs (or two models) compare by colour. Values beyond the scale
+# saturate; the layer's colour bar shows the scale.
+LOG2_LIMITS = (-2.0, 2.0)  # 1/4 x to 4 x uniform
+X_UNIFORM_COLORMAP = Colormap(
+    colors=[[0.13, 0.4, 0.85, 1.0], [1.0, 1.0, 1.0, 1.0], [0.85, 0.13, 0.13, 1.0]],
+    controls=[0.0, 0.5, 1.0],
+    name="log2 x uniform (1/4x blue, 1x white, 4x red)",
+)
+
+
+def times_uniform_log2(distribution: np.ndarray) -> np.ndarray:
+    """log2(N * P) of a distribution over N cells, clipped to :data:`LOG2_LIMITS`."""
+    dist = np.asarray(distribution, dtype=np.float64)
+    ratio = np.maximum(dist * dist.size, 1e-12)
+    return np.clip(np.log2(ratio), *LOG2_LIMITS).astype(np.float32)
+
+
 def show_score(viewer, score: RoiScore) -> tuple:
-    """Distribution image and top-K rectangles over the RoI, in slide level-0 coordinates."""
+    """Distribution image (log2 x uniform, fixed scale) and top-K rectangles labelled by rank, in slide
+    level-0 coordinates."""
     label = roi_label(score)
-    dist = np.asarray(score.distribution, dtype=np.float32)
+    dist = times_uniform_log2(score.distribution)
     x0, y0, x1, y1 = score.distribution_box_level0
     gh, gw = dist.shape
     scale = ((y1 - y0) / gh, (x1 - x0) / gw)
     # pixel centres sit at half a cell, so shift by half a cell to cover the grid edge to edge
     translate = (y0 + scale[0] / 2, x0 + scale[1] / 2)
-    limits = (float(dist.min()), float(max(dist.max(), dist.min() + 1e-12)))
 
     def update_dist(layer):
         layer.data = dist
-        layer.scale, layer.translate, layer.contrast_limits = scale, translate, limits
+        layer.scale, layer.translate, layer.contrast_limits = scale, translate, LOG2_LIMITS
 
-    dist_layer = _upsert(
-        viewer, f"{label} distribution", f"{label} distribution",
-        lambda: viewer.add_image(dist, name=f"{label} distribution", colormap="inferno", opacity=0.5,
-                                 scale=scale, translate=translate, contrast_limits=limits),
-        update_dist,
-    )
+    def add_dist():
+        layer = viewer.add_image(dist, name=f"{label} distribution", colormap=X_UNIFORM_COLORMAP,
+                                 opacity=0.5, scale=scale, translate=translate, contrast_limits=LOG2_LIMITS)
+        layer.colorbar.visible = True
+        return layer
+
+    dist_layer = _upsert(viewer, f"{label} distribution", f"{label} distribution", add_dist, update_dist)
     rects = [np.array([[b[1], b[0]], [b[3], b[2]]]) for b in np.asarray(score.boxes_level0)]
-    features = {"rank": np.asarray(score.ranks, int), "score": np.asarray(score.scores, float)}
-    text = {"string": "{rank}: {score:.3f}", "color": "cyan", "size": 10, "anchor": "upper_left"}
+    n = score.distribution.size
+    features = {"rank": np.asarray(score.ranks, int), "score": np.asarray(score.scores, float),
+                "x_uniform": n * np.asarray(score.scores, float)}  # fmt: skip
+    # rank only, in data units: the label scales with its box, so labels never overlap at any zoom
+    side = float(min(scale))
+    text = {"string": "{rank}", "color": "cyan", "size": 0.3 * side, "scaling": True, "anchor": "upper_left",
+            "translation": [0.05 * side, 0.05 * side]}  # fmt: skip
     name = f"{label} regions ({score.predicted})"
 
     def update_regions(layer):

@@ -26,12 +26,16 @@ from scorenet.mixing import MIX_METHODS
 from scorenet.resolution import Resolution, resolve_resolution
 from scorenet.slide import open_slide, read_roi
 
+from ._layers import zoom_to_box
 from ._roi import rois_from_shapes
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
 # by label, in Mix's order; "none" has nothing to preview
 METHODS = {mix.label: MIX_METHODS[mix.value] for mix in Mix if mix is not Mix.NONE}
-LAYER_NAME = "ScoreMix preview"
+LAYER_NAME = "ScoreMix preview"  # the mixed image
+PANEL_NAMES = ("ScoreMix source", "ScoreMix target", LAYER_NAME)
+BOXES_NAME = f"{LAYER_NAME} boxes"
+LABELS_NAME = f"{LAYER_NAME} titles"
 
 
 def image_sources(viewer) -> dict[str, object]:
@@ -40,7 +44,7 @@ def image_sources(viewer) -> dict[str, object]:
     slides = [ly for ly in viewer.layers if isinstance(ly, napari.layers.Image) and "path" in ly.metadata]
     for layer in viewer.layers:
         plain = isinstance(layer, napari.layers.Image) and layer.rgb and not layer.multiscale
-        if plain and layer.name != LAYER_NAME:
+        if plain and layer.name not in PANEL_NAMES:
             choices[f"layer: {layer.name}"] = layer
         if isinstance(layer, napari.layers.Shapes) and slides:
             for i, roi in enumerate(rois_from_shapes(layer)):
@@ -144,30 +148,62 @@ class ScoreMixPreviewWidget(QWidget):
     @thread_worker
     def _mix(self, model, info, choices, resolutions, method, lam, seed):
         source, target = (load_image(c, r) for c, r in zip(choices, resolutions, strict=True))
-        return mix_images(model, method, source, target, lam, seed), info
+        return mix_images(model, method, source, target, lam, seed), info, source, target
 
     def _done(self) -> None:
         self.mix_button.setEnabled(True)
         self.worker = None
 
     def _show(self, out) -> None:
-        result, info = out
+        result, info, source, target = out
         self.result = result
-        image = result.images[0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
-        if LAYER_NAME in self.viewer.layers:
-            self.viewer.layers[LAYER_NAME].data = image
-        else:
-            self.viewer.add_image(image, name=LAYER_NAME, rgb=True)
-        # the cut box is in source pixels: drawn on the mixed image it shows where the pasted box came from
-        boxes = {"paste (target)": result.paste_boxes[0], "cut (source)": result.cut_boxes[0]}
-        rects = [np.array([[b[1], b[0]], [b[3], b[2]]], float) for b in (v.tolist() for v in boxes.values())]
-        name = f"{LAYER_NAME} boxes"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_shapes(rects, shape_type="rectangle", name=name, edge_color=["lime", "magenta"],
-                               face_color="transparent", edge_width=3, features={"box": list(boxes)},
-                               text={"string": "{box}", "color": "white"})
+        mixed = result.images[0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
+        lam = float(result.lam[0])
         label = result.labels[0]
         parts = [f"{n}: {float(p):.2f}" for n, p in zip(info.class_names, label, strict=True)]
+        mixed_label = ", ".join(parts)
+        offsets = self._place((source, target, mixed))
+        titles = ("source (magenta: cut box)", "target", f"mixed (lime: paste box), λ used {lam:.2f}")
+        for name, image, offset in zip(PANEL_NAMES, (source, target, mixed), offsets, strict=True):
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = image
+                self.viewer.layers[name].translate = offset
+            else:
+                self.viewer.add_image(image, name=name, rgb=True, translate=offset)
+        # the cut box in source pixels on the source, the paste box in target pixels on the mixed image
+        cut, paste = result.cut_boxes[0].tolist(), result.paste_boxes[0].tolist()
+        rects = [_rect(cut, offsets[0]), _rect(paste, offsets[2])]
+        for name in (BOXES_NAME, LABELS_NAME):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        self.viewer.add_shapes(rects, shape_type="rectangle", name=BOXES_NAME, edge_width=3,
+                               edge_color=["magenta", "lime"], face_color="transparent",
+                               features={"box": ["cut", "paste"]})
+        # titles above the panels, outside their pixels
+        height = max(im.shape[0] for im in (source, target, mixed))
+        above = [(off[0] - 0.04 * height, off[1]) for off in offsets]
+        text = {"string": "{title}", "color": "white", "size": 12, "anchor": "lower_left"}
+        self.viewer.add_points(above, name=LABELS_NAME, size=0, features={"title": list(titles)}, text=text)
+        right = offsets[2][1] + mixed.shape[1]
+        zoom_to_box(self.viewer, (offsets[0][1], above[0][0] - 0.06 * height, right, height))
         # boxes are whole patches, so the area kept can differ from the λ asked for
-        self.label.setText(f"λ used (area kept) {float(result.lam[0]):.2f}; mixed label " + ", ".join(parts))
+        self.label.setText(f"λ used (area of the target kept) {lam:.2f}; mixed label {mixed_label}")
+
+    def _place(self, images) -> list[tuple[float, float]]:
+        """(y, x) offsets: the three panels side by side, right of everything else in the viewer."""
+        others = [ly for ly in self.viewer.layers if ly.name not in (*PANEL_NAMES, BOXES_NAME, LABELS_NAME)]
+        start = max((float(ly.extent.world[1][-1]) for ly in others), default=0.0)
+        gap = 0.1 * max(im.shape[1] for im in images)
+        x = start + gap if others else 0.0
+        offsets = []
+        for image in images:
+            offsets.append((0.0, x))
+            x += image.shape[1] + gap
+        return offsets
+
+
+def _rect(box: list[float], offset: tuple[float, float]) -> np.ndarray:
+    """Corners (y, x) of an (x0, y0, x1, y1) box moved by ``offset``."""
+    x0, y0, x1, y1 = box
+    dy, dx = offset
+    return np.array([[y0 + dy, x0 + dx], [y1 + dy, x1 + dx]], float)
