@@ -19,7 +19,6 @@ from qtpy.QtWidgets import QApplication
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES, make_tile_folder
 from scorenet.paths import data_dir
 
-from napari_scorenet._widgets._layers import zoom_to_box
 from napari_scorenet._widgets._workers import default_checkpoint_path
 from napari_scorenet._widgets.evaluate import EvaluateWidget
 from napari_scorenet._widgets.finetune import FinetuneWidget
@@ -97,6 +96,17 @@ def main() -> None:
     save_screenshot(viewer, OUT / "widget-score-roi.png")
     viewer.close()
 
+    # a whole slide: the tissue tiles' heat map
+    viewer, widget = new_viewer(ScoreRoIWidget, "Score RoI")
+    slide_with_rois(viewer, [])
+    widget.checkpoint.setText(str(checkpoint))
+    widget.device.setCurrentText("cpu")
+    widget.source_box.setCurrentText("Whole slide (tissue tiles)")
+    widget.run()
+    wait(widget)
+    save_screenshot(viewer, OUT / "widget-score-whole-slide.png")
+    viewer.close()
+
     viewer, widget = new_viewer(ScoreMixPreviewWidget, "ScoreMix preview")
     slide_with_rois(viewer, [(1200, 1000, 768, 512), (2400, 1600, 768, 512)])
     widget.checkpoint.setText(str(checkpoint))
@@ -105,10 +115,7 @@ def main() -> None:
     widget.seed.setValue(1)
     widget.run()
     wait(widget)
-    for name in ("RoIs", SLIDE.stem):
-        viewer.layers[name].visible = False
-    h, w = viewer.layers["ScoreMix preview"].data.shape[:2]
-    zoom_to_box(viewer, (0, 0, w, h))
+    # the widget zooms onto its three panels (source, target, mixed), right of the slide
     save_screenshot(viewer, OUT / "widget-scoremix-preview.png")
     viewer.close()
 

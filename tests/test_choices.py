@@ -84,7 +84,7 @@ def test_enums_are_the_library_names() -> None:
     for device in set(Device) - {Device.AUTO}:
         assert torch.device(device.value).type == device.value
     assert DEFAULT_RECIPE in RECIPES
-    assert len(set(values(RoiSource))) == 3
+    assert len(set(values(RoiSource))) == 4
     assert [m.label for m in Mix] == ["none", "CutMix", "SaliencyMix", "ScoreMix"]
     assert f"{Mix.SCOREMIX}" == str(Mix.SCOREMIX) == "scoremix" == Mix.SCOREMIX
 

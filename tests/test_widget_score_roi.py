@@ -216,3 +216,32 @@ def test_the_heat_map_cannot_mislead(make_napari_viewer, qtbot, slides_dir, chec
     assert list(regions.text.values) == [str(r) for r in score.ranks] and regions.text.scaling
     np.testing.assert_allclose(regions.features["score"], score.scores)
     np.testing.assert_allclose(regions.features["x_uniform"], score.scores * score.distribution.size)
+
+
+def test_concentration_selection_uncertainty_and_padding(
+    make_napari_viewer, qtbot, slides_dir, checkpoint, errors, monkeypatch
+):
+    from scorenet.concentration import concentration
+
+    warnings: list[str] = []
+    monkeypatch.setattr(score_roi, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    # an RoI wider than the slide: it cannot be moved inside, so it is scored with padding
+    widget = _widget(viewer, slides_dir, checkpoint, rois=((-300, 1500, 5000, 300),))
+    _score(qtbot, widget)
+    assert not errors
+    (score,) = widget.results
+    c = concentration(score.distribution, len(score.ranks))
+    text = widget.concentration.text()
+    assert f"max/min cell {c['max_over_min']:.2f}x" in text and f"{c['effective_regions']:.0f} of" in text
+    assert score.padded_fraction > 0 and f"{100 * score.padded_fraction:.0f} % padding" in text
+    assert any("white padding" in w and "tcga-cr-7395" in w for w in warnings)
+    # selection uncertainty: a layer over the RoI's grid, each map summing to K, on a fixed 0..1 scale
+    widget.sigma.setValue(0.5)
+    widget.top_k.setValue(3)
+    widget.selection_button.click()
+    qtbot.waitUntil(lambda: any("P(selected)" in ly.name for ly in viewer.layers), timeout=60_000)
+    layer = next(ly for ly in viewer.layers if "P(selected)" in ly.name)
+    assert "sigma 0.5 K 3" in layer.name and tuple(layer.contrast_limits) == (0.0, 1.0)
+    assert layer.data.shape == score.distribution.shape and layer.data.sum() == pytest.approx(3.0, abs=1e-4)
+    assert layer.colorbar.visible

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -14,16 +15,18 @@ from napari.utils.interactions import mouse_move_callbacks, mouse_press_callback
 from scorenet.checkpoint import save_checkpoint
 from scorenet.choices import RoiSource
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES
+from scorenet.inference import snap_roi
 from scorenet.model import build_model
 
 from napari_scorenet._reader import slide_layer_data
 from napari_scorenet._widgets import score_roi
-from napari_scorenet._widgets._layers import camera, roi_label
+from napari_scorenet._widgets._layers import camera, roi_label, times_uniform_log2
 from napari_scorenet._widgets._slide_layers import ALPHA_RANGE, PALETTE, tile_alpha
+from napari_scorenet._widgets._workers import cached_model
 from napari_scorenet._widgets.score_roi import ScoreRoIWidget
 
 SLIDE = "tcga-cr-7395-01a-01-ts1"
-TILE = (512, 512)  # (h, w) px at level 0 (the slide records no pixel size): 49 RoIs, a few seconds
+TILE = (480, 544)  # (h, w) px at level 0 (no pixel size recorded); snapped to 8 x 8 regions of 64 px
 CLASSES = ["benign", "in situ", "invasive"]
 
 
@@ -98,12 +101,33 @@ def _click(layer, yx, move=None) -> None:
     mouse_release_callbacks(layer, _Wrapped(_Mouse("mouse_release", yx, pos)))
 
 
-def test_heat_map_fills_in_over_the_rois(make_napari_viewer, qtbot, slides_dir, checkpoint, notes):
+def _varied(model, monkeypatch) -> None:
+    """The random tiny model favours each class in turn (RoI after RoI), so every class shows."""
+    forward, turn = model.forward, itertools.count()
+
+    def favour_in_turn(images, *args, **kwargs):
+        out = forward(images, *args, **kwargs)
+        for j in range(out.logits.shape[0]):
+            out.logits[j, next(turn) % len(CLASSES)] += 2.0 + j  # a spread of probabilities too
+        return out
+
+    monkeypatch.setattr(model, "forward", favour_in_turn)
+
+
+def test_heat_map_fills_in_over_the_rois(
+    make_napari_viewer, qtbot, slides_dir, checkpoint, notes, monkeypatch
+):
     viewer = make_napari_viewer()
     widget = _widget(viewer, slides_dir, checkpoint)
+    _varied(cached_model(checkpoint, "cpu")[0], monkeypatch)  # the widget's model (cached per file)
     assert widget.tile_h.isEnabled()
     seen, show = [], widget._on_slide_progress
-    widget._on_slide_progress = lambda e: (seen.append((e.done, e.total, len(viewer.layers))), show(e))
+
+    def drawn() -> int:
+        name = f"{SLIDE} heat map"
+        return len(viewer.layers[name].data) if name in viewer.layers else 0
+
+    widget._on_slide_progress = lambda e: (seen.append((e.done, e.total, drawn())), show(e))
     _score(qtbot, widget)
     assert not notes["error"]
     result = widget.slide_result
@@ -114,11 +138,14 @@ def test_heat_map_fills_in_over_the_rois(make_napari_viewer, qtbot, slides_dir, 
     assert seen[0][:2] == (0, n) and {t for _, t, _ in seen} == {n}
     assert dones[-1] == n and dones == sorted(set(dones)) and len(dones) == 1 + -(-n // 2)
     assert widget._bar.n == widget._bar.total == n
+    # the map fills in while the slide is scored (the first batch at once, then at most 4 times a second)
+    assert seen[2][2] >= 2 and any(0 < cells < n for _, _, cells in seen)
     assert widget.status.text().startswith(f"{n} of {n} RoIs")
 
     layer = viewer.layers[f"{SLIDE} heat map"]
     assert layer.visible and len(layer.data) == n
     tiles = {t.index: t for t in result.tiles}
+    assert {t.predicted for t in result.tiles} == set(CLASSES)
     assert sorted(layer.features["index"]) == sorted(tiles)
     width, height = 4443, 3567
     moved_back = 0
@@ -139,7 +166,7 @@ def test_heat_map_fills_in_over_the_rois(make_napari_viewer, qtbot, slides_dir, 
     assert moved_back  # the last row and column, moved back inside the slide, sit where they were read
     assert tile_alpha(1 / 3, 3) == ALPHA_RANGE[0] and tile_alpha(1.0, 3) == ALPHA_RANGE[1]
     legend = widget.legend.text()
-    assert widget.legend.isVisible() and all(name in legend for name in CLASSES) and "1/3" in legend
+    assert not widget.legend.isHidden() and all(name in legend for name in CLASSES) and "1/3" in legend
     assert all(PALETTE[c] in legend for c in range(3))
 
     # the tissue mask: hidden, in level-0 coordinates edge to edge, toggled by the checkbox or the layer
@@ -168,17 +195,19 @@ def test_inspect_and_click_a_tile(make_napari_viewer, qtbot, slides_dir, checkpo
     heat = viewer.layers[f"{SLIDE} heat map"]
     result = widget.slide_result
     k = DEMO_MODEL_OVERRIDES["top_k"]
+    model, _ = cached_model(checkpoint, "cpu")
 
     def check_shown(tile):
         label = roi_label(tile)
         dist = viewer.layers[f"{label} distribution"]
         regions = viewer.layers[f"{label} regions ({tile.predicted})"]
-        np.testing.assert_allclose(dist.data, tile.distribution)
-        # the distribution covers the RoI snapped to the model's region grid, about the RoI's centre
-        x0, y0, x1, y1 = _box([dist.data_to_world((-0.5, -0.5)), dist.data_to_world(np.array(dist.data.shape) - 0.5)])
+        np.testing.assert_allclose(dist.data, times_uniform_log2(tile.distribution), atol=1e-6)
+        # the distribution covers the RoI snapped to the model's region grid inside the slide (scale 1)
+        corners = [dist.data_to_world((-0.5, -0.5)), dist.data_to_world(np.array(dist.data.shape) - 0.5)]
+        x0, y0, x1, y1 = _box(corners)
+        sx, sy, sw, sh = snap_roi(model, tile.roi, 1.0, (4443, 3567))
+        np.testing.assert_allclose((x0, y0, x1, y1), (sx, sy, sx + sw, sy + sh), atol=1e-6)
         x, y, w, h = tile.roi
-        assert abs((x0 + x1) / 2 - (x + w / 2)) <= 32 and abs((y0 + y1) / 2 - (y + h / 2)) <= 32
-        assert x1 - x0 <= w and y1 - y0 <= h and x1 - x0 > w - 64 and y1 - y0 > h - 64
         boxes = np.array([_box(s) for s in regions.data])
         np.testing.assert_allclose(boxes, tile.boxes_level0, atol=1e-4)
         assert list(regions.features["rank"]) == list(range(1, k + 1))
@@ -244,7 +273,8 @@ def test_cancel_keeps_the_finished_rois(make_napari_viewer, qtbot, slides_dir, c
     assert [int(r[0]) for r in rows[1:]] == sorted(t.index for t in result.tiles)
     widget.inspect_tile(result.tiles[0].index)
     assert roi_label(result.tiles[0]) + " distribution" in viewer.layers
-    widget.inspect_tile(result.plan and len(result.plan) - 1)  # planned, never scored
+    unscored = max(set(range(len(result.plan))) - {t.index for t in result.tiles})
+    widget.inspect_tile(unscored)  # planned, never scored: a note, no layers
     assert "has not been scored" in notes["warning"][-1]
 
 
@@ -280,7 +310,8 @@ def test_exports_tiles_as_qupath_detections_and_csv(make_napari_viewer, qtbot, s
     assert widget.export("png", tmp_path / "tiles.png") is None and not (tmp_path / "tiles.png").exists()
     assert "GeoJSON or CSV" in notes["warning"][-1]
     # an unwritable path is a notification, not a traceback
-    assert widget.export("csv", tmp_path / "missing" / "tiles.csv") is None
+    (tmp_path / "a file").write_text("")
+    assert widget.export("csv", tmp_path / "a file" / "tiles.csv") is None
     assert "tiles.csv" in notes["error"][-1]
 
     # Export writes what was scored last: after a single RoI, its regions again
@@ -291,8 +322,8 @@ def test_exports_tiles_as_qupath_detections_and_csv(make_napari_viewer, qtbot, s
     _score(qtbot, widget)
     assert len(widget.results) == 1
     regions = json.loads(widget.export("geojson", tmp_path / "regions.geojson").read_text())["features"]
-    assert all(f["properties"].get("objectType") != "detection" or "tile" not in f["properties"].get("name", "")
-               for f in regions)  # fmt: skip
+    assert len(regions) == 1 + DEMO_MODEL_OVERRIDES["top_k"]  # the RoI and its regions, no tiles
+    assert not any(f["properties"].get("name", "").startswith("tile ") for f in regions)
     assert widget.export("png", tmp_path / "roi.png") is not None
 
 
@@ -303,4 +334,5 @@ def test_resolution_rule_and_errors_are_notifications(make_napari_viewer, slides
     widget.mpp.setValue(0.25)  # the TCGA slide records no pixel size: refused, as `scorenet score` does
     widget.score_button.click()
     assert SLIDE in notes["error"][-1] and widget.worker is None and widget.slide_result is None
-    assert widget.export("geojson", "unused.geojson") is None or widget._last is None
+    # nothing scored yet: Export says so and writes nothing
+    assert widget.export("geojson", "unused.geojson") is None and "nothing to export" in notes["warning"][-1]

@@ -76,6 +76,7 @@ class TileScore:
     distribution: np.ndarray  # (gh, gw), sums to 1
     boxes_level0: np.ndarray  # (K, 4) (x0, y0, x1, y1), rank order
     scores: np.ndarray  # (K,) descending
+    distribution_box_level0: tuple[float, float, float, float]  # where the (gh, gw) grid lies
 
 
 @dataclass
@@ -222,8 +223,10 @@ def iter_score_slide(
             for j, i in enumerate(batch):
                 roi, share = plan[i]
                 score = _roi_score(out, j, roi, *reads[j], names)
-                done.append(TileScore(i, roi, share, score.probabilities, score.predicted, score.distribution,
-                                      score.boxes_level0, score.scores))  # fmt: skip
+                done.append(TileScore(
+                    i, roi, share, score.probabilities, score.predicted, score.distribution,
+                    score.boxes_level0, score.scores, score.distribution_box_level0,
+                ))  # fmt: skip
             result.tiles.extend(done)
             yield Progress(
                 "score-slide", len(result.tiles), len(plan), "RoI", {"stage": "scored", "tiles": done}

@@ -6,7 +6,8 @@ grid: the tile plan's last row and column are moved back inside the slide, so th
 neighbours and fit no regular grid; rectangles place every RoI where it was read. Overlapping cells
 are drawn in plan order, the later one on top (the moved-back last row and column, and every cell
 when the scoring overlaps RoIs), and a click picks the cell drawn on top. Each batch of finished RoIs
-is added as it arrives, so the map fills in while the slide is scored.
+is added as it arrives (batches arriving faster than napari redraws are added together), so the map
+fills in while the slide is scored.
 
 Colour: the predicted class, from a fixed categorical palette (matplotlib's tab10, cycled past ten
 classes). Opacity: that class's probability, which lies in [1/C, 1] for C classes (the predicted
@@ -17,11 +18,13 @@ class is the most probable one), mapped linearly from ``ALPHA_RANGE[0]`` (chance
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
+from qtpy.QtCore import QTimer
 from scorenet.wsi import TileScore
 
 # matplotlib's tab10, in its order: distinct hues that read on pink H&E
@@ -29,6 +32,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
 ALPHA_RANGE = (0.1, 0.8)  # face opacity at probability 1/C and at 1
 TISSUE_COLOUR = "yellow"
+FLUSH_EVERY_S = 0.25  # least time between two drawings of the heat map (see HeatMap.flush)
 CLICK_TOLERANCE_PX = 5  # a press and release further apart on the canvas are a drag (panning), not a click
 
 
@@ -93,6 +97,10 @@ class HeatMap:
         self.boxes: dict[int, tuple[float, float, float, float]] = {}  # tile index -> distribution box
         self.layer = None
         self._callbacks: list[Callable] = []
+        self._pending: list[TileScore] = []  # received, not yet drawn
+        self._next_flush = 0.0  # time.monotonic() from which a batch is drawn as it arrives
+        self._timer = QTimer(singleShot=True)
+        self._timer.timeout.connect(self.flush)
 
     def on_click(self, callback: Callable) -> None:
         """Add a mouse drag callback to the layer, now and whenever it is made again."""
@@ -115,7 +123,7 @@ class HeatMap:
         }
 
     def ensure_layer(self):
-        """The heat map layer, made (with every tile so far) when missing: new, or removed by the user."""
+        """The heat map layer, made (with every tile drawn so far) when there is none in the viewer."""
         if self.layer is not None and self.layer in self.viewer.layers:
             return self.layer
         for layer in list(self.viewer.layers):
@@ -130,22 +138,42 @@ class HeatMap:
         return self.layer
 
     def add(self, tiles: Sequence[TileScore], boxes: Sequence[tuple[float, float, float, float]]) -> None:
-        """Draw a batch of finished tiles (``boxes``: each one's distribution box, level 0)."""
-        if not tiles:
-            return
-        missing = self.layer is None or self.layer not in self.viewer.layers
-        self.tiles.extend(tiles)
+        """A batch of finished tiles (``boxes``: each one's distribution box, level 0), drawn now or,
+        when the last drawing was too recent, by :meth:`flush` a little later."""
+        self._pending.extend(tiles)
         self._by_index.update({t.index: t for t in tiles})
         self.boxes.update({t.index: tuple(b) for t, b in zip(tiles, boxes, strict=True)})
-        if missing:
-            self.ensure_layer()  # drawn with every tile so far
+        wait = self._next_flush - time.monotonic()
+        if wait <= 0:
+            self.flush()
+        elif not self._timer.isActive():
+            self._timer.start(int(1000 * wait) + 1)
+
+    def flush(self) -> None:
+        """Draw the tiles received and not yet drawn.
+
+        napari redraws a whole Shapes layer on every addition, so batches that arrive faster than
+        that (a GPU scores a batch in tens of milliseconds) are drawn together: the next drawing
+        waits ``FLUSH_EVERY_S`` or four times what the last one took, whichever is longer.
+        """
+        self._timer.stop()
+        if not self._pending:
             return
-        self.layer.add_rectangles(self._rects(tiles), edge_width=0, edge_color="transparent",
-                                  face_color=self._colours(tiles))  # fmt: skip
-        self.layer.features = self._features()
+        started = time.monotonic()
+        tiles, self._pending = self._pending, []
+        self.tiles.extend(tiles)
+        if self.layer is None:
+            self.ensure_layer()  # drawn with every tile so far
+        elif self.layer in self.viewer.layers:
+            self.layer.add_rectangles(self._rects(tiles), edge_width=0, edge_color="transparent",
+                                      face_color=self._colours(tiles))  # fmt: skip
+            self.layer.features = self._features()
+        # else the layer was deleted (or the viewer closed): the tiles are kept, not drawn again
+        spent = time.monotonic() - started
+        self._next_flush = time.monotonic() + max(FLUSH_EVERY_S, 4 * spent)
 
     def tile(self, index: int) -> TileScore:
-        """The tile of plan index ``index``; KeyError when it was not scored."""
+        """The tile of plan index ``index`` (drawn or about to be); KeyError when it was not scored."""
         return self._by_index[index]
 
     def view(self, index: int) -> TileView:

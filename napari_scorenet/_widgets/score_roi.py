@@ -30,7 +30,7 @@ from scorenet import export
 from scorenet.atomic import atomic_write
 from scorenet.choices import RoiSource, values
 from scorenet.errors import ScoreNetInputError
-from scorenet.inference import DEFAULT_MAX_PIXELS, check_roi, iter_score_rois, snap_roi
+from scorenet.inference import DEFAULT_MAX_PIXELS, check_roi, iter_score_rois, padding_note
 from scorenet.jobs import Cancelled, Progress
 from scorenet.resolution import resolve_resolution
 from scorenet.slide import open_slide
@@ -41,6 +41,7 @@ from ._form import DEVICES
 from ._layers import roi_label, show_score, zoom_to_box
 from ._roi import roi_from_view, roi_whole_slide, rois_from_shapes
 from ._slide_layers import HeatMap, click_to_inspect, legend_html, show_tissue
+from ._uncertainty import concentration_text, selection_map, show_selection
 from ._workers import cached_model, default_checkpoint_path, missing_checkpoint_message
 
 ROI_SOURCES = values(RoiSource)
@@ -65,6 +66,8 @@ class ScoreRoIWidget(QWidget):
         self._listed: list = []  # the scores whose regions the region list shows
         self._inspected: list = []  # the layers of the heat map cell inspected last
         self._started = 0.0  # when RoIs began to be scored (time left)
+        self._queue: list = []  # worker signals waiting for the one being handled (see _in_order)
+        self._draining = False
         self.worker = None
         self.threads: int | None = None  # CPU threads of the model; None: the cores found free
         self._open: tuple[tuple, object] | None = None  # (file identity, Slide) kept between clicks
@@ -94,6 +97,12 @@ class ScoreRoIWidget(QWidget):
         self.score_button = QPushButton("Score", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.status = QLabel("")
+        self.concentration = QLabel("")  # how far the last distribution is from uniform
+        self.concentration.setWordWrap(True)
+        # selection uncertainty: P(region among the top K) under the perturbed top-K's noise
+        self.sigma = QDoubleSpinBox(minimum=0.001, maximum=10.0, decimals=3, singleStep=0.05, value=0.05)
+        self.top_k = QSpinBox(minimum=1, maximum=4096, value=20)
+        self.selection_button = QPushButton("Show selection uncertainty", clicked=self.show_selection)
         self.classes = QVBoxLayout()
         self.region_list = QListWidget()
         self.region_list.currentRowChanged.connect(self._zoom_to_row)
@@ -117,6 +126,12 @@ class ScoreRoIWidget(QWidget):
         tile.addWidget(self.tile_w)
         form.addRow("Tile size (h × w px)", tile)
         form.addRow("", self.show_tissue)
+        uncertainty = QHBoxLayout()
+        uncertainty.addWidget(QLabel("σ"))
+        uncertainty.addWidget(self.sigma)
+        uncertainty.addWidget(QLabel("K"))
+        uncertainty.addWidget(self.top_k)
+        uncertainty.addWidget(self.selection_button)
         buttons = QHBoxLayout()
         buttons.addWidget(self.score_button)
         buttons.addWidget(self.cancel_button)
@@ -128,6 +143,8 @@ class ScoreRoIWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.concentration)
+        layout.addLayout(uncertainty)
         layout.addWidget(self.legend)
         layout.addLayout(self.classes)
         layout.addWidget(QLabel("Top regions (click to zoom)"))
@@ -266,8 +283,6 @@ class ScoreRoIWidget(QWidget):
         self.score_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("finding tissue…")
-        # the box each RoI's distribution covers (the RoI snapped to the model's region grid), level 0
-        self._snap = lambda roi: snap_roi(model, roi, resolution.scale)
         self.heat_map = HeatMap(self.viewer, f"{name} heat map", class_names)
         self.heat_map.on_click(click_to_inspect(self.heat_map, self.inspect_tile))
         self._tissue_name = f"{name} tissue"
@@ -275,13 +290,38 @@ class ScoreRoIWidget(QWidget):
         self.legend.show()
         self.worker = self._score_slide(model, slide, resolution, class_names, config,
                                         self.device.currentText(), _ignore_errors=True)  # fmt: skip
-        self.worker.yielded.connect(self._on_slide_progress)
-        self.worker.returned.connect(self._show_slide)
-        self.worker.errored.connect(lambda err: show_error(str(err)))
-        self.worker.finished.connect(self._done)
+        self.worker.yielded.connect(self._in_order(self._on_slide_progress))
+        self.worker.returned.connect(self._in_order(self._show_slide))
+        self.worker.errored.connect(self._in_order(lambda err: show_error(str(err))))
+        self.worker.finished.connect(self._in_order(self._done))
         # no total until the tissue is found: napari shows a busy bar, then RoIs done of N with time left
         self._bar = napari.utils.progress(total=0, desc="Finding tissue")
         self.worker.start()
+
+    def _in_order(self, handler):
+        """``handler`` as a slot that runs only after the slots called before it have returned.
+
+        napari's progress bar runs ``QApplication.processEvents()`` when its value or description
+        changes, so the next worker signal could be handled inside this one (the plan after the first
+        batches, the result before the last batch); queued here, they run one after the other.
+        """
+
+        def slot(*args) -> None:
+            self._queue.append((handler, args))
+            if self._draining:
+                return
+            self._draining = True
+            try:
+                while self._queue:
+                    call, queued = self._queue.pop(0)
+                    try:
+                        call(*queued)
+                    except Exception as err:  # a notification; the slots after it (the end) still run
+                        show_error(f"whole-slide scoring: {err}")
+            finally:
+                self._draining = False
+
+        return slot
 
     @thread_worker
     def _score_slide(self, model, slide, resolution, class_names, config, device):
@@ -305,11 +345,8 @@ class ScoreRoIWidget(QWidget):
             self.status.setText(f"0 of {event.total} RoIs")
             return
         tiles = event.info["tiles"]
-        boxes = []
-        for tile in tiles:
-            x, y, w, h = self._snap(tile.roi)
-            boxes.append((float(x), float(y), float(x + w), float(y + h)))
-        self.heat_map.add(tiles, boxes)
+        # the box each RoI's distribution covers, level 0 (the RoI fitted to the region grid)
+        self.heat_map.add(tiles, [tuple(float(v) for v in tile.distribution_box_level0) for tile in tiles])
         self._bar.update(event.done - self._bar.n)
         left = ""
         if 0 < event.done < (event.total or 0):
@@ -318,6 +355,8 @@ class ScoreRoIWidget(QWidget):
         self.status.setText(f"{event.done} of {event.total} RoIs{left}")
 
     def _show_slide(self, result) -> None:
+        if self.heat_map is not None:
+            self.heat_map.flush()  # the last batches, if they came too fast to be drawn yet
         if result is None:
             self.status.setText("cancelled")
             show_warning("scoring cancelled")
@@ -363,6 +402,7 @@ class ScoreRoIWidget(QWidget):
             self.viewer.layers.selection.active = self.heat_map.layer
         p = float(view.probabilities[view.class_names.index(view.predicted)])
         self.status.setText(f"RoI {index} ({x},{y} {w}x{h}): {view.predicted} {100 * p:.1f} %")
+        self.concentration.setText(concentration_text(view))
 
     def _toggle_tissue(self, shown: bool) -> None:
         if self.tissue_layer is not None and self.tissue_layer in self.viewer.layers:
@@ -373,6 +413,31 @@ class ScoreRoIWidget(QWidget):
         self.show_tissue.blockSignals(True)
         self.show_tissue.setChecked(bool(event.source.visible))
         self.show_tissue.blockSignals(False)
+
+    def show_selection(self) -> None:
+        """Each region's probability of selection under σ noise and top K, for the last scored RoI."""
+        score = self.results[-1] if self.results and self._last == "rois" else None
+        if score is None:
+            show_warning("score an RoI first (for a whole-slide cell, score that RoI itself)")
+            return
+        try:
+            model, _ = cached_model(Path(self.checkpoint.text()), self.device.currentText())
+            k = min(self.top_k.value(), score.distribution.size)
+            sigma = self.sigma.value()
+        except Exception as err:  # bad input is a notification, not a traceback dialog
+            show_error(str(err))
+            return
+        worker = self._selection(model, score, sigma, k, _ignore_errors=True)
+        worker.returned.connect(lambda probability: show_selection(self.viewer, score, probability, sigma, k))
+        worker.errored.connect(lambda err: show_error(str(err)))
+        self.selection_button.setEnabled(False)
+        worker.finished.connect(lambda: self.selection_button.setEnabled(True))
+        self.selection_worker = worker
+        worker.start()
+
+    @thread_worker
+    def _selection(self, model, score, sigma: float, k: int):
+        return selection_map(model, score, sigma, k)
 
     def cancel(self) -> None:
         """Ask the worker to stop after the current RoI or batch."""
@@ -402,7 +467,11 @@ class ScoreRoIWidget(QWidget):
         for score in results:
             for rank, value in zip(score.ranks, score.scores, strict=True):
                 self.region_list.addItem(f"{roi_label(score)} #{rank}: {value:.4f}")
+            if score.padded_fraction > 0:  # never silent: the share scored on white padding
+                show_warning(padding_note(self.slide_box.currentText(), score))
         self.status.setText(f"{len(results)} RoI(s): " + ", ".join(s.predicted for s in results))
+        self.concentration.setText(concentration_text(results[-1]))
+        self.top_k.setValue(len(results[-1].ranks))
 
     def _show_classes(self, score) -> None:
         while self.classes.count():
@@ -432,7 +501,7 @@ class ScoreRoIWidget(QWidget):
             show_warning(_NO_SLIDE_PNG)
             return
         if self._last is None:
-            show_warning("nothing to export: score an RoI first")
+            show_warning(_NOTHING_YET)
             return
         default = f"{'tiles' if self._last == 'slide' else 'regions'}.{kind}"
         path, _ = QFileDialog.getSaveFileName(self, f"Export {kind}", default)
@@ -443,6 +512,9 @@ class ScoreRoIWidget(QWidget):
         """Write what was scored last, atomically: for RoIs the last result as GeoJSON, regions CSV or
         overlay PNG; for a whole slide its RoIs as GeoJSON (QuPath detections with a probability
         measurement per class) or CSV (``scorenet.slide_export``), the RoIs finished when cancelled."""
+        if self._last is None:
+            show_warning(_NOTHING_YET)
+            return None
         if self._last == "slide":
             return self._export_slide(kind, path)
         writers = {"geojson": export.write_geojson, "csv": export.write_regions_csv,
@@ -470,6 +542,7 @@ class ScoreRoIWidget(QWidget):
         return Path(out)
 
 
+_NOTHING_YET = "nothing to export: score an RoI first"
 _NO_SLIDE_PNG = "PNG export shows one RoI: for a whole slide, export its RoIs as GeoJSON or CSV"
 
 

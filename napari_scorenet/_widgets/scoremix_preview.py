@@ -163,7 +163,7 @@ class ScoreMixPreviewWidget(QWidget):
         parts = [f"{n}: {float(p):.2f}" for n, p in zip(info.class_names, label, strict=True)]
         mixed_label = ", ".join(parts)
         offsets = self._place((source, target, mixed))
-        titles = ("source (magenta: cut box)", "target", f"mixed (lime: paste box), λ used {lam:.2f}")
+        titles = ("source: cut box", "target", "mixed: paste box")  # λ and the label: in the widget
         for name, image, offset in zip(PANEL_NAMES, (source, target, mixed), offsets, strict=True):
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = image
@@ -176,16 +176,20 @@ class ScoreMixPreviewWidget(QWidget):
         for name in (BOXES_NAME, LABELS_NAME):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
-        self.viewer.add_shapes(rects, shape_type="rectangle", name=BOXES_NAME, edge_width=3,
+        width = max(im.shape[1] for im in (source, target, mixed))
+        # widths and text sizes in pixels of the images: they keep their proportions at any zoom
+        self.viewer.add_shapes(rects, shape_type="rectangle", name=BOXES_NAME, edge_width=0.012 * width,
                                edge_color=["magenta", "lime"], face_color="transparent",
                                features={"box": ["cut", "paste"]})
         # titles above the panels, outside their pixels
         height = max(im.shape[0] for im in (source, target, mixed))
-        above = [(off[0] - 0.04 * height, off[1]) for off in offsets]
-        text = {"string": "{title}", "color": "white", "size": 12, "anchor": "lower_left"}
+        above = [(off[0] - 0.12 * height, off[1]) for off in offsets]
+        text = {"string": "{title}", "color": "white", "size": 0.05 * width, "scaling": True,
+                "anchor": "lower_left"}  # fmt: skip
         self.viewer.add_points(above, name=LABELS_NAME, size=0, features={"title": list(titles)}, text=text)
-        right = offsets[2][1] + mixed.shape[1]
-        zoom_to_box(self.viewer, (offsets[0][1], above[0][0] - 0.06 * height, right, height))
+        margin = 0.05 * width
+        right = offsets[2][1] + mixed.shape[1] + margin
+        zoom_to_box(self.viewer, (offsets[0][1] - margin, above[0][0] - 0.1 * height, right, height + margin))
         # boxes are whole patches, so the area kept can differ from the λ asked for
         self.label.setText(f"λ used (area of the target kept) {lam:.2f}; mixed label {mixed_label}")
 
