@@ -254,10 +254,11 @@ class ScoreRoIWidget(QWidget):
         self.status.setText(f"scoring {len(rois)} RoI(s)…")
         self.worker = self._score(model, slide, rois, resolution, info.class_names,
                                   self.device.currentText(), _ignore_errors=True)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._show)
-        self.worker.errored.connect(lambda err: show_error(str(err)))
-        self.worker.finished.connect(self._done)
+        # in order: napari's bar processes events when it moves, which could run the result first
+        self.worker.yielded.connect(self._in_order(lambda event: self._on_progress(event)))
+        self.worker.returned.connect(self._in_order(self._show))
+        self.worker.errored.connect(self._in_order(lambda err: show_error(str(err))))
+        self.worker.finished.connect(self._in_order(self._done))
         # the bar lives in the main thread; napari shows it in the activity dock while the worker runs
         self._bar = napari.utils.progress(total=2 * len(rois), desc="Scoring RoIs")
         self.worker.start()
