@@ -101,6 +101,10 @@ class _CohortBars:
             self.slides = tqdm(total=event.total, desc="slides", unit="slide", file=sys.stderr, position=0)
             self.rois = tqdm(total=0, desc="RoIs", unit="RoI", file=sys.stderr, position=1)
         info = event.info
+        if info.get("stage") == "start":
+            self.slides.n = event.done
+            self.slides.refresh()
+            return
         if info.get("stage") == "rois":
             self.rois.total = info["rois_total"]
             self.rois.n = info["rois_done"]

@@ -29,7 +29,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -60,7 +59,7 @@ CONNECT_TIMEOUT = "10s"  # reaching an existing scheduler
 EVENT_SECONDS = 0.5  # a worker reports a slide's RoIs at most this often
 INDEX_SECONDS = 1.0  # the index is rewritten at most this often while slides finish (and at the end)
 POLL_SECONDS = 0.1
-# tests only: a path; the first task to find it missing creates it and kills its worker process after
+# tests only: a path; the first task to find it missing creates it and kills its worker process while
 # writing into its temporary folder (a worker dying mid-slide, on purpose)
 CRASH_ONCE_ENV = "SCORENET_COHORT_CRASH_ONCE"
 
@@ -229,7 +228,7 @@ def score_cohort_slide(
     slide: CohortSlide,
     out: str,
     options: CohortOptions,
-    threads_by_worker: Mapping[str, int] | None = None,
+    slots_by_host: Mapping[str, int] | None = None,
     topic: str | None = None,
 ) -> dict[str, Any]:
     """Score one slide into ``out/<name>/`` and return its index row (the Dask task).
@@ -237,14 +236,17 @@ def score_cohort_slide(
     A slide that cannot be read or scored returns a ``failed`` row with a one-line error naming the
     file (not an exception: it would only fail again on another worker). Outputs are written into a
     hidden temporary folder renamed into place when complete; a dead attempt's folder is removed first.
+    ``slots_by_host``: task slots of the cluster's workers per host, which share the host's cores.
+    ``seconds`` of the row counts reading, scoring and writing (not loading the model).
     """
-    start = time.perf_counter()
     out_dir = Path(out)
     final, partial = out_dir / slide.name, _partial(out_dir, slide.name)
     done = finished_row(out_dir, slide)
     if done is not None:
         return done
-    shutil.rmtree(partial, ignore_errors=True)  # a dead attempt's leftovers
+    for leftover in (partial, _stale(final)):  # a dead attempt's
+        shutil.rmtree(leftover, ignore_errors=True)
+    start = time.perf_counter()
     try:
         from .resolution import resolve_resolution
         from .slide import open_slide
@@ -252,6 +254,7 @@ def score_cohort_slide(
         from .wsi import score_slide
 
         model, info = cached_model(options.checkpoint, options.device)
+        start = time.perf_counter()
         with open_slide(slide.path) as opened:
             resolution = resolve_resolution(
                 opened, mpp=options.mpp, magnification=options.magnification,
@@ -260,10 +263,10 @@ def score_cohort_slide(
             result = score_slide(
                 model, opened, resolution=resolution, class_names=info.class_names,
                 config=options.scoring_config(), device=options.device,
-                threads=_task_threads(options, threads_by_worker), progress=_roi_reporter(topic, slide.name),
+                threads=task_threads(options, slots_by_host), progress=_roi_reporter(topic, slide.name),
             )  # fmt: skip
         write_slide_outputs(partial, result, options.top_per_class)
-        _crash_once_for_tests()
+        _crash_once_for_tests(partial)
         _publish(partial, final)
     except Exception as err:  # noqa: BLE001 - any error of one slide is that slide's failed row
         shutil.rmtree(partial, ignore_errors=True)
@@ -274,15 +277,29 @@ def score_cohort_slide(
     )  # fmt: skip
 
 
-def _task_threads(options: CohortOptions, threads_by_worker: Mapping[str, int] | None) -> int | None:
-    if options.threads is not None or not threads_by_worker:
+def task_threads(options: CohortOptions, slots_by_host: Mapping[str, int] | None = None) -> int | None:
+    """Torch threads of a task: ``options.threads``, else on a worker its host's cores divided by the
+    task slots of the host's workers (its own worker's when the host is not in ``slots_by_host``);
+    None off a worker (the thread policy's free cores)."""
+    if options.threads is not None:
         return options.threads
     try:
         from distributed import get_worker
 
-        return threads_by_worker.get(get_worker().address)
+        worker = get_worker()
     except (ImportError, ValueError):  # not on a worker (called in-process)
         return None
+    from .threads import usable_cores
+
+    slots = (slots_by_host or {}).get(_host(worker.address)) or worker.state.nthreads
+    return max(1, usable_cores() // max(1, slots))
+
+
+def _host(address: str) -> str:
+    """``tcp://10.0.0.5:8786`` -> ``10.0.0.5``."""
+    from distributed.comm import get_address_host
+
+    return get_address_host(address)
 
 
 def _roi_reporter(topic: str | None, name: str) -> ProgressFn | None:
@@ -308,13 +325,17 @@ def _roi_reporter(topic: str | None, name: str) -> ProgressFn | None:
     return report
 
 
+def _stale(final: Path) -> Path:
+    return final.with_name(f".{final.name}.stale")
+
+
 def _publish(partial: Path, final: Path) -> None:
     """Rename the finished ``partial`` folder to ``final`` (an unfinished ``final`` is replaced)."""
     if (final / SUMMARY).is_file():  # another attempt finished first: keep its files
         shutil.rmtree(partial, ignore_errors=True)
         return
     if final.exists():
-        stale = final.with_name(f".{final.name}.stale")
+        stale = _stale(final)
         shutil.rmtree(stale, ignore_errors=True)
         os.rename(final, stale)
         os.rename(partial, final)
@@ -329,7 +350,9 @@ def _publish(partial: Path, final: Path) -> None:
             os.close(fd)
 
 
-def _crash_once_for_tests() -> None:
+def _crash_once_for_tests(partial: Path) -> None:
+    """Die as a worker killed while writing (a stray temporary file left) when ``CRASH_ONCE_ENV``
+    names a missing file, which is created first so the next attempt goes on."""
     marker = os.environ.get(CRASH_ONCE_ENV)
     if not marker:
         return
@@ -337,6 +360,7 @@ def _crash_once_for_tests() -> None:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return
+    (partial / ".tiles.npz.half-written.tmp").write_bytes(b"PK")
     os._exit(1)
 
 
@@ -360,6 +384,7 @@ class CohortIndex:
         self.order = {slide.path: i for i, slide in enumerate(slides)}
         self.rows: dict[str, dict[str, Any]] = {}
         self._written = 0.0
+        self._dirty = True
 
     @property
     def columns(self) -> list[str]:
@@ -367,6 +392,7 @@ class CohortIndex:
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows[row["slide"]] = row
+        self._dirty = True
 
     def sorted_rows(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda row: self.order.get(row["slide"], len(self.order)))
@@ -387,12 +413,13 @@ class CohortIndex:
         return buffer.getvalue()
 
     def write(self, *, if_due: bool = False) -> None:
-        """Rewrite the file (with ``if_due``, only when the last write is ``INDEX_SECONDS`` old)."""
+        """Rewrite the file (with ``if_due``, only when rows came and the last write is ``INDEX_SECONDS``
+        old)."""
         now = time.monotonic()
-        if if_due and now - self._written < INDEX_SECONDS:
+        if if_due and (not self._dirty or now - self._written < INDEX_SECONDS):
             return
         atomic.atomic_write(self.path, self.text())
-        self._written = now
+        self._written, self._dirty = now, False
 
 
 def read_index(path: str | PathLike[str]) -> list[dict[str, str]]:
@@ -413,9 +440,12 @@ def _sha256(path: str) -> str:
 
 
 def check_manifest(out: Path, settings: dict[str, Any], checkpoint: str) -> None:
-    """Write ``OUT/cohort.json``, or check that a rerun uses the settings it records."""
+    """Write ``OUT/cohort.json``, or check that a rerun uses the settings it records.
+
+    Only finished slides bind a folder to its settings: without any, the file is replaced.
+    """
     path = out / MANIFEST
-    if path.is_file():
+    if path.is_file() and next(out.glob(f"*/{SUMMARY}"), None) is not None:
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))["settings"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -458,11 +488,12 @@ def cohort_client(workers: int | None = None, scheduler: str | None = None) -> I
     import distributed
 
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
-    noisy = logging.getLogger("distributed")
-    level = noisy.level
+    noisy, nanny = logging.getLogger("distributed"), logging.getLogger("distributed.nanny")
+    levels = noisy.level, nanny.level
     if quiet:  # its records reach the root logger's handler too
         noisy.setLevel(logging.WARNING)
     cluster = None
+    stack = contextlib.ExitStack()
     try:
         if scheduler:
             try:
@@ -472,57 +503,108 @@ def cohort_client(workers: int | None = None, scheduler: str | None = None) -> I
                     f"cannot reach the Dask scheduler at {scheduler} ({one_line(err)})"
                 ) from None
         else:
+            stack.enter_context(fast_worker_start())
             cluster = distributed.LocalCluster(
-                n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.WARNING if quiet else False,
             )  # fmt: skip
             client = distributed.Client(cluster)
+            # Ctrl-C reaches the workers too (one process group): the client closes them instead
+            client.register_plugin(_ignore_interrupts())
         try:
             yield client
         finally:
-            with contextlib.suppress(Exception):
-                client.close()
-            if cluster is not None:
+            with _no_interrupts():  # a second Ctrl-C does not leave the cluster half closed
                 with contextlib.suppress(Exception):
-                    cluster.close()
+                    client.close()
+                if cluster is not None:
+                    # a worker slow to unload torch at exit is killed after 4 s, with a warning that is noise
+                    if quiet:
+                        nanny.setLevel(logging.ERROR)
+                    with contextlib.suppress(Exception):
+                        cluster.close()
     finally:
-        noisy.setLevel(level)
+        stack.close()
+        noisy.setLevel(levels[0])
+        nanny.setLevel(levels[1])
 
 
-def _probe_worker(checkpoint: str, device: str) -> dict[str, Any]:
-    """Run on every worker before scoring: its machine, cores, and whether it can use the checkpoint
-    and device."""
-    from .threads import usable_cores
-
-    error = None
-    try:
-        from .checkpoint import read_checkpoint_info
-        from .inference import resolve_device
-
-        read_checkpoint_info(checkpoint)
-        resolve_device(device)
-    except ScoreNetInputError as err:
-        error = str(err)
-    return {"host": socket.gethostname(), "cores": usable_cores(), "error": error}
+# what a worker imports to score a slide: imported once, in the process its siblings fork from
+WORKER_MODULES = ("distributed", "numpy", "torch", "scorenet.cohort", "scorenet.wsi", "scorenet.slide_export")
 
 
-def threads_by_worker(client: Any, options: CohortOptions) -> dict[str, int]:
-    """Torch threads for each connected worker's tasks: its machine's cores / the machine's task slots.
+@contextlib.contextmanager
+def fast_worker_start() -> Iterator[None]:
+    """Start (and restart) local workers by forking a server process that has imported
+    ``WORKER_MODULES`` once, instead of each worker importing torch on its own (seconds of CPU per
+    worker, all at the same time). Where there is no ``forkserver`` (Windows), nothing changes.
 
-    Raises ``ScoreNetInputError`` when a worker cannot read the checkpoint or use the device.
+    For local clusters created in the block (``distributed.LocalCluster``), and their restarts while
+    it lasts; the server's modules are those of the first block of the process.
     """
-    probes = client.run(_probe_worker, options.checkpoint, options.device)
-    for address, probe in sorted(probes.items()):
-        if probe["error"]:
-            raise ScoreNetInputError(f"worker {address}: {probe['error']}")
-    slots = client.nthreads()
-    per_host: Counter[str] = Counter()
-    for address, probe in probes.items():
-        per_host[probe["host"]] += slots.get(address, 1)
-    return {
-        address: max(1, probe["cores"] // max(1, per_host[probe["host"]]))
-        for address, probe in probes.items()
-    }
+    import multiprocessing
+
+    import dask
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        yield
+        return
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        from distributed.utils import get_mp_context
+
+        get_mp_context().set_forkserver_preload(list(WORKER_MODULES))  # after distributed sets its own
+        yield
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ignore Ctrl-C in the block (in the main thread; elsewhere nothing changes)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_interrupts() -> Any:
+    """A worker plugin ignoring SIGINT in the local cluster's worker processes (restarted ones too)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "scorenet-ignore-interrupts"
+
+        def setup(self, worker: Any) -> None:
+            import signal
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupts()
+
+
+def slots_by_host(client: Any) -> dict[str, int]:
+    """Task slots (worker threads) of the connected workers, summed per host."""
+    slots: Counter[str] = Counter()
+    for address, nthreads in client.nthreads().items():
+        slots[_host(address)] += nthreads
+    return dict(slots)
+
+
+def check_workers_see(client: Any, checkpoint: str) -> None:
+    """Raise ``ScoreNetInputError`` when a connected worker cannot read the checkpoint file."""
+    seen = client.run(os.access, checkpoint, os.R_OK)
+    blind = sorted(address for address, ok in seen.items() if not ok)
+    if blind:
+        raise ScoreNetInputError(
+            f"worker {blind[0]}{f' and {len(blind) - 1} more' if len(blind) > 1 else ''} cannot read "
+            "the checkpoint; workers need the checkpoint and slides at the same paths as here",
+            checkpoint,
+        )
 
 
 # ---- the job ---------------------------------------------------------------------------------------
@@ -548,11 +630,14 @@ def iter_score_cohort(
     """Score the slides of ``sources`` into ``out`` on a Dask cluster, yielding ``Progress`` per slide.
 
     Events count slides (``job`` "score-slides", ``unit`` "slide"). ``info["stage"]`` is "slide" with
-    the finished slide's index ``row``, or "rois" with ``rois_done`` and ``rois_total`` over the
+    the finished slide's index ``row``, "start" (``pending`` slides) once the finished ones are
+    counted and the cluster is up, or "rois" with ``rois_done`` and ``rois_total`` over the
     slides started so far. ``workers``: processes of a new local cluster (default
     :func:`default_workers`); ``scheduler``: the address of an existing one instead. Bad input (no
-    slides, a bad checkpoint, settings unlike those ``out`` was scored with, a scheduler that cannot be
-    reached, a worker without the checkpoint or device) raises ``ScoreNetInputError`` before scoring.
+    slides, a bad checkpoint, settings unlike those ``out`` was scored with, a device this machine
+    lacks for a local cluster, a scheduler that cannot be reached, a worker that cannot read the
+    checkpoint) raises ``ScoreNetInputError`` before scoring. Interrupted or stopped, it keeps the
+    index of the slides finished so far and closes the client (and the local cluster).
     """
     from .atomic import writable_folder
     from .checkpoint import read_checkpoint_info
@@ -570,7 +655,6 @@ def iter_score_cohort(
 
     def finish(row: dict[str, Any]) -> Progress:
         index.add(row)
-        result.rows = index.sorted_rows()
         return Progress("score-slides", len(index.rows), len(slides), "slide", {"stage": "slide", "row": row})
 
     pending = []
@@ -581,37 +665,57 @@ def iter_score_cohort(
         else:
             yield finish(row)
     index.write()
+    result.rows = index.sorted_rows()
     if not pending:
         return result
-    with cohort_client(workers or default_workers(options.device), scheduler) as client:
+    if scheduler is None:  # the workers are this machine's: a device it lacks is bad input
+        from .inference import resolve_device
+
+        resolve_device(options.device)
+        workers = workers or default_workers(options.device)
+    with cohort_client(workers, scheduler) as client:
         import distributed
 
+        check_workers_see(client, options.checkpoint)
         if not client.nthreads():
             log.warning("no Dask workers are connected yet; the slides wait for workers to join")
-        threads = threads_by_worker(client, options)
+        slots = slots_by_host(client)
+        yield Progress(
+            "score-slides", len(index.rows), len(slides), "slide", {"stage": "start", "pending": len(pending)}
+        )
         run = uuid.uuid4().hex[:8]
         topic = f"scorenet-cohort-{run}"
         events: queue.SimpleQueue = queue.SimpleQueue()
         client.subscribe_topic(topic, events.put)
         futures = {
-            client.submit(score_cohort_slide, slide, str(out_dir), options, threads, topic,
+            client.submit(score_cohort_slide, slide, str(out_dir), options, slots, topic,
                           key=f"score-slide-{slide.name}-{run}", pure=False, retries=2): slide
             for slide in pending
         }  # fmt: skip
         completed = distributed.as_completed(futures)
-        rois: dict[str, tuple[int, int]] = {}
+        rois: dict[str, tuple[int, int]] = {}  # (done, total) of each slide started
+        ended: set[str] = set()  # slides whose row is in: their counts are final
         try:
             while not completed.is_empty():
                 check_stop(
                     should_stop, f"cohort stopped after {len(index.rows)} of {len(slides)} slides", result
                 )
                 batch = completed.next_batch(block=False)
-                if _drain(events, rois):
+                changed = _drain(events, rois, ended)
+                rows = [_future_row(future, futures[future], out_dir) for future in batch]
+                finished = [finish(row) for row in rows]  # in the index before any event goes out
+                for future, row in zip(batch, rows, strict=True):
+                    name = futures[future].name
+                    ended.add(name)
+                    rois.pop(name, None)  # a failed slide's RoIs are not counted
+                    if row["status"] != "failed":  # the row's count, not the last event's (events lag)
+                        rois[name] = (int(row["rois"] or 0), int(row["rois"] or 0))
+                    changed = True
+                if changed and rois:
                     done, total = (sum(v) for v in zip(*rois.values(), strict=True))
                     yield Progress("score-slides", len(index.rows), len(slides), "slide",
                                    {"stage": "rois", "rois_done": done, "rois_total": total})  # fmt: skip
-                for future in batch:
-                    yield finish(_future_row(future, futures[future], out_dir))
+                yield from finished
                 index.write(if_due=True)
                 if not batch:
                     time.sleep(POLL_SECONDS)
@@ -621,11 +725,13 @@ def iter_score_cohort(
             with contextlib.suppress(Exception):
                 client.cancel(list(futures))
             index.write()
+            result.rows = index.sorted_rows()  # also for a Cancelled's partial
     return result
 
 
-def _drain(events: queue.SimpleQueue, rois: dict[str, tuple[int, int]]) -> bool:
-    """Take the workers' RoI events; the latest ``(done, total)`` of each slide. True if any came."""
+def _drain(events: queue.SimpleQueue, rois: dict[str, tuple[int, int]], ended: set[str]) -> bool:
+    """Take the workers' RoI events: the latest ``(done, total)`` of each slide still running (a
+    retried slide starts again from 0). True if any came."""
     changed = False
     while True:
         try:
@@ -633,8 +739,9 @@ def _drain(events: queue.SimpleQueue, rois: dict[str, tuple[int, int]]) -> bool:
         except queue.Empty:
             return changed
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            rois[message["slide"]] = (int(message["done"]), int(message["total"] or 0))
-            changed = True
+            if message["slide"] not in ended:
+                rois[message["slide"]] = (int(message["done"]), int(message["total"] or 0))
+                changed = True
 
 
 def _future_row(future: Any, slide: CohortSlide, out: Path) -> dict[str, Any]:
