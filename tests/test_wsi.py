@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scorenet.concentration import concentration
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES
 from scorenet.errors import ScoreNetInputError
 from scorenet.inference import score_rois
@@ -138,6 +139,9 @@ def test_files_of_a_slide(scored, tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(tiles_csv(scored))))
     assert [int(r["index"]) for r in rows] == [t.index for t in scored.tiles]
     assert float(rows[0]["p_stroma"]) == pytest.approx(float(scored.tiles[0].probabilities[1]))
+    c = concentration(scored.tiles[0].distribution, 4)
+    assert float(rows[0]["effective_regions"]) == pytest.approx(c["effective_regions"])
+    assert float(rows[0]["max_over_min"]) == pytest.approx(c["max_over_min"])
     arrays = np.load(written["tiles.npz"], allow_pickle=False)
     assert arrays["boxes"].shape == (len(scored.tiles), 4, 4) and arrays["distributions"].ndim == 3
     np.testing.assert_array_equal(arrays["rois"], [t.roi for t in scored.tiles])

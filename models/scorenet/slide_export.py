@@ -2,7 +2,8 @@
 
 - ``tiles.geojson``: one QuPath *detection* per RoI, classified as its predicted class, with
   ``probability <class>`` and ``tissue`` measurements (QuPath's measurement maps colour them);
-- ``tiles.csv``: index, x, y, w, h (level 0), tissue share, predicted class, a probability per class;
+- ``tiles.csv``: index, x, y, w, h (level 0), tissue share, predicted class, a probability per class,
+  and the distribution's concentration (max_over_min, topk_mass, effective_regions);
 - ``tiles.npz``: ``rois`` (N, 4), ``probabilities`` (N, C), ``distributions`` (N, gh, gw), ``boxes``
   (N, K, 4) level 0, ``scores`` (N, K); ``np.load`` needs no pickle;
 - ``summary.json``: class fractions by tissue area, the most suspicious RoIs per class, counts;
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import atomic
+from .concentration import concentration
 from .wsi import SlideScore
 
 FILES = ("tiles.geojson", "tiles.csv", "tiles.npz", "summary.json", "tissue_mask.png")
@@ -51,16 +53,21 @@ def tiles_geojson(result: SlideScore) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
+CONCENTRATION = ("max_over_min", "topk_mass", "effective_regions")  # scorenet.concentration
+
+
 def tiles_csv(result: SlideScore) -> str:
-    """One row per scored RoI, in plan order."""
+    """One row per scored RoI, in plan order, with its distribution's concentration."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["index", "x", "y", "w", "h", "tissue", "predicted", *(f"p_{c}" for c in result.class_names)]
-    )
+    probabilities = [f"p_{c}" for c in result.class_names]
+    writer.writerow(["index", "x", "y", "w", "h", "tissue", "predicted", *probabilities, *CONCENTRATION])
     for tile in sorted(result.tiles, key=lambda t: t.index):
-        probabilities = (repr(float(p)) for p in tile.probabilities)
-        writer.writerow([tile.index, *tile.roi, repr(float(tile.tissue)), tile.predicted, *probabilities])
+        values = concentration(tile.distribution, len(tile.scores))
+        writer.writerow([
+            tile.index, *tile.roi, repr(float(tile.tissue)), tile.predicted,
+            *(repr(float(p)) for p in tile.probabilities), *(repr(values[key]) for key in CONCENTRATION),
+        ])  # fmt: skip
     return buffer.getvalue()
 
 
