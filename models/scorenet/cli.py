@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .choices import DEFAULT_RECIPE, DEVICE_HELP, TRAIN, Device, Mix, Model, values
+from .choices import DEFAULT_RECIPE, TRAIN, Mix, Model, values
+from .cli_options import add_device, add_resolution, positive_int
 from .cli_pretrain import add_pretrain
 from .cli_slides import add_score_slides
 from .errors import ScoreNetInputError
@@ -42,13 +43,6 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1, got {text}")
-    return value
-
-
 def _percent(text: str) -> float:
     value = float(text)
     if not 0 < value <= 100:
@@ -73,10 +67,6 @@ def _by_recipe(text: str, name: str) -> str:
     else:
         default = "recipe " + ", ".join(f"{recipe}: {value}" for recipe, value in chosen.items())
     return f"{text} ({default})" if text else default
-
-
-def _add_device(p: argparse.ArgumentParser, default: str = Device.AUTO.value) -> None:
-    p.add_argument("--device", default=default, help=f"{DEVICE_HELP} (default: %(default)s)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +101,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="validation share of a plain folder (default: %(default)s)")  # fmt: skip
     p.add_argument("--split-csv", type=Path, default=None, help="CSV path,label,split")
     p.add_argument("--seed", type=int, default=TRAIN.seed, help="default: %(default)s")
-    _add_device(p, TRAIN.device)
+    add_device(p, TRAIN.device)
     p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     p.add_argument("--workers", type=int, default=TRAIN.num_workers,
                    help="data-loading processes (default: %(default)s)")  # fmt: skip
@@ -232,7 +222,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-csv", type=Path, default=None)
     # evaluate_checkpoint's and probe_checkpoint's defaults (tests/test_choices.py holds them equal)
     p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
-    _add_device(p)
+    add_device(p)
     p.add_argument("--probe", action="store_true", help="also cross-validate probes on frozen features")
     p.add_argument("--folds", type=int, default=5, help="folds of the probes' stratified CV (%(default)s)")
     p.set_defaults(func=_run_eval)
@@ -274,23 +264,13 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="slide (any OpenSlide format) or plain image")
     p.add_argument("--roi", type=int, nargs=4, action="append", metavar=("X", "Y", "W", "H"),
                    help="level-0 region (repeatable); default: the whole image")  # fmt: skip
-    resolution = p.add_mutually_exclusive_group()
-    resolution.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="read at this um/px (default: the checkpoint's when the slide records its pixel size, "
-        "else level 0)",
-    )
-    resolution.add_argument(
-        "--magnification", type=float, default=None, help="read at this objective magnification, e.g. 10"
-    )
+    add_resolution(p)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    _add_device(p)
+    add_device(p)
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="CPU threads of the model (default: the cores found free when scoring starts)",
     )

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .choices import DEVICE_HELP, PRETRAIN, Model, values
+from .choices import PRETRAIN, Model, values
+from .cli_options import add_device
 
 PRETRAIN_HELP = (
     "Pre-train ScoreNet without labels on slides (any format the reader opens) and folders of images. "
@@ -60,7 +61,7 @@ def add_pretrain(sub: argparse._SubParsersAction, override: Any) -> None:
     p.add_argument("--min-tissue", type=float, default=d.min_tissue,
                    help="least tissue share of a sampled image (default: %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--device", default=d.device, help=f"{DEVICE_HELP} (default: %(default)s)")
+    add_device(p, d.device)
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--workers", type=int, default=d.num_workers, help="data loader processes (%(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .choices import DEVICE_HELP, Device
+from .cli_options import add_device, add_resolution, positive_int
 from .cohort import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MIN_TISSUE,
@@ -35,13 +35,6 @@ SCORE_SLIDES_HELP = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1, got {text}")
-    return value
-
-
 def add_score_slides(sub: argparse._SubParsersAction) -> None:
     """Register the ``score-slides`` sub-command."""
     p = sub.add_parser(
@@ -52,25 +45,15 @@ def add_score_slides(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="cohort folder (a folder per slide, index.csv)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    where.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="worker processes of the local cluster (default: half the cores, at least 1; "
                        "1 on a GPU)")  # fmt: skip
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="use the Dask cluster of this scheduler, e.g. tcp://host:8786, instead of a "
                        "local one")  # fmt: skip
-    p.add_argument("--device", default=Device.AUTO.value, help=f"{DEVICE_HELP} (default: %(default)s)")
-    resolution = p.add_mutually_exclusive_group()
-    resolution.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="read at this um/px (default: the checkpoint's when the slide records its pixel size, "
-        "else level 0); with it, a slide that records no pixel size is a failed row",
-    )
-    resolution.add_argument(
-        "--magnification", type=float, default=None, help="read at this objective magnification, e.g. 10"
-    )
-    p.add_argument("--roi-size", type=_positive_int, nargs=2, default=DEFAULT_ROI_SIZE, metavar=("H", "W"),
+    add_device(p)
+    add_resolution(p, "; with it, a slide that records no pixel size is a failed row")
+    p.add_argument("--roi-size", type=positive_int, nargs=2, default=DEFAULT_ROI_SIZE, metavar=("H", "W"),
                    help="RoI (model input) size in pixels at the read resolution "
                    "(default: {} {})".format(*DEFAULT_ROI_SIZE))  # fmt: skip
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
@@ -78,9 +61,9 @@ def add_score_slides(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")  # fmt: skip
     p.add_argument("--min-tissue", type=float, default=DEFAULT_MIN_TISSUE,
                    help="least tissue share of a scored RoI (default: %(default)s)")  # fmt: skip
-    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                    help="RoIs per forward pass (default: %(default)s)")  # fmt: skip
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads of each slide's task (default: the machine's cores divided by the "
                    "task slots of its workers)")  # fmt: skip
     p.set_defaults(func=run_score_slides)

@@ -42,6 +42,7 @@ from typing import Any
 from . import atomic
 from .errors import ScoreNetInputError, one_line
 from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
+from .sample_data import sha256
 
 log = logging.getLogger(__name__)
 
@@ -431,14 +432,6 @@ def read_index(path: str | PathLike[str]) -> list[dict[str, str]]:
 # ---- the settings of OUT ---------------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_manifest(out: Path, settings: dict[str, Any], checkpoint: str) -> None:
     """Write ``OUT/cohort.json``, or check that a rerun uses the settings it records.
 
@@ -648,7 +641,7 @@ def iter_score_cohort(
     info = read_checkpoint_info(options.checkpoint)
     slides = cohort_slides(sources, out_dir)
     check_manifest(
-        out_dir, options.settings(info.class_names, _sha256(options.checkpoint)), options.checkpoint
+        out_dir, options.settings(info.class_names, sha256(options.checkpoint)), options.checkpoint
     )
     index = CohortIndex(out_dir / INDEX, info.class_names, slides)
     result = CohortResult(out_dir, index.path, len(slides))

@@ -27,7 +27,7 @@ import torch
 
 from .errors import ScoreNetInputError
 from .inference import _read_input, _roi_score, _threads, avoid_mask, resolve_device
-from .jobs import Cancelled, Job, Progress, ProgressFn, StopFn, run_job
+from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .model import ScoreNet
 from .resolution import Resolution
 from .slide import Slide
@@ -207,10 +207,8 @@ def iter_score_slide(
     pending = [pool.submit(read, b) for b in batches[: config.read_ahead + 1]]
     try:
         for n, batch in enumerate(batches):
-            if should_stop is not None and should_stop():
-                raise Cancelled(
-                    f"slide scoring stopped after {len(result.tiles)} of {len(plan)} RoIs", result
-                )
+            stopped = f"slide scoring stopped after {len(result.tiles)} of {len(plan)} RoIs"
+            check_stop(should_stop, stopped, result)
             reads = pending.pop(0).result()
             if n + config.read_ahead + 1 < len(batches):
                 pending.append(pool.submit(read, batches[n + config.read_ahead + 1]))

@@ -255,7 +255,7 @@ class ScoreRoIWidget(QWidget):
         self.worker = self._score(model, slide, rois, resolution, info.class_names,
                                   self.device.currentText(), _ignore_errors=True)
         # in order: napari's bar processes events when it moves, which could run the result first
-        self.worker.yielded.connect(self._in_order(lambda event: self._on_progress(event)))
+        self.worker.yielded.connect(self._in_order(self._on_progress))
         self.worker.returned.connect(self._in_order(self._show))
         self.worker.errored.connect(self._in_order(lambda err: show_error(str(err))))
         self.worker.finished.connect(self._in_order(self._done))
