@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -165,7 +166,7 @@ def test_existing_cluster_with_a_resolution_a_slide_cannot_honour(
     assert code == cli_slides.EXIT_SLIDES_FAILED, err
     rows = _index(out)
     assert rows[TCGA]["status"] == "failed" and "records no pixel size" in rows[TCGA]["error"]
-    assert str(slides_dir / TCGA) in rows[TCGA]["error"]
+    assert os.path.abspath(slides_dir / TCGA) in rows[TCGA]["error"]  # cohorts name slides by absolute path
     assert rows[CMU]["status"] == "done"
     _check_slide_folder(out / "cmu_small_region", rows[CMU])
     assert json.loads((out / "cmu_small_region" / "summary.json").read_text())["mpp"] == pytest.approx(1.0)
