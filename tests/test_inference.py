@@ -35,7 +35,12 @@ def cmu(slides_dir):
 def gathered_regions(model, run):
     """Run ``run()`` and return the regions the local ViT received, as uint8 (B*K, P, P, 3)."""
     seen = []
-    hook = model.local_vit.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+
+    def keep(_, args, kwargs):
+        scale, shift = kwargs.get("pixel_affine") or (torch.ones(3), torch.zeros(3))
+        seen.append(args[0] * scale.view(1, 3, 1, 1) + shift.view(1, 3, 1, 1))  # what the ViT normalised
+
+    hook = model.local_vit.register_forward_pre_hook(keep, with_kwargs=True)
     try:
         result = run()
     finally:

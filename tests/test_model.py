@@ -274,9 +274,14 @@ def test_perturbed_selection_learns_to_pick_the_informative_regions():
     assert torch.equal(hard_topk(scores.detach(), 3)[0], bright)
 
 
+@pytest.mark.parametrize("band_bytes", [None, 70_000])  # one band; several with a partial last one
 @pytest.mark.parametrize("factor", [2, 8, 16, 128])
-def test_uint8_downscale_equals_float_average_pooling(tile, factor):
+def test_uint8_downscale_equals_float_average_pooling(tile, factor, band_bytes, monkeypatch):
+    from scorenet import regions
     from scorenet.regions import downscale
+
+    if band_bytes is not None:
+        monkeypatch.setattr(regions, "_BAND_BYTES", band_bytes)
 
     images = tile[..., :512, :768]  # a non-contiguous view of the real tile
     expected = F.avg_pool2d(images.double() / 255, kernel_size=factor).float()  # exact, then rounded
@@ -316,3 +321,16 @@ def test_head_on_the_regions_stream_only_when_x_is_zero():
         again = model(images)
     assert out.features.shape == (2, model.config.embed_dim)
     torch.testing.assert_close(out.features, again.features)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_normalisation_folded_into_the_patch_embedding_equals_normalising_the_pixels(model, tile, as_bytes):
+    regions = tile[..., 256:512, 512:1024].reshape(1, 3, 256, 4, 128).permute(0, 3, 1, 2, 4)[0]
+    regions = regions.reshape(-1, 3, 128, 128)[:, :, :128]  # four real 128 x 128 regions, uint8
+    pixels = regions if as_bytes else regions.float() / 255
+    with torch.inference_mode():
+        expected = model.local_vit(model.normalize(pixels))
+        folded_input, affine = model._vit_input(pixels)
+        folded = model.local_vit(folded_input, pixel_affine=affine)
+    assert not torch.equal(folded_input, model.normalize(pixels))  # the ViT really got raw pixels
+    torch.testing.assert_close(folded, expected, atol=2e-5, rtol=1e-4)

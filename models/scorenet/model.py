@@ -106,18 +106,29 @@ class ScoreNet(nn.Module):
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
         return fit_to_grid(images, grid, p), grid
 
+    def pixel_affine(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (scale, shift), (3,) each, that normalise pixels of ``dtype``: uint8 in 0-255 or
+        float in [0, 1]."""
+        scale = 1 / self.std.flatten()
+        shift = -self.mean.flatten() * scale
+        return (scale / 255 if dtype == torch.uint8 else scale), shift
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float pixels from uint8 or [0, 1] float images, in one fused pass."""
-        scale = 1 / self.std
-        shift = -self.mean * scale
-        if images.dtype == torch.uint8:
-            return torch.addcmul(shift, images.to(self.mean.dtype), scale / 255)
-        return torch.addcmul(shift.to(images.dtype), images, scale.to(images.dtype))
+        scale, shift = (t.view(1, 3, 1, 1) for t in self.pixel_affine(images.dtype))
+        dtype = self.mean.dtype if images.dtype == torch.uint8 else images.dtype
+        return torch.addcmul(shift.to(dtype), images.to(dtype), scale.to(dtype))
+
+    def _vit_input(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Float pixels and the normalisation to fold into a ViT's patch embedding."""
+        affine = self.pixel_affine(images.dtype)
+        pixels = images.to(self.mean.dtype) if images.dtype == torch.uint8 else images
+        return pixels, tuple(t.to(pixels.dtype) for t in affine)
 
     def score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer on the s-times downscaled image -> ([CLS] states (B, m, D), distribution (B, N))."""
-        low = downscale(images, self.config.downscale).to(self.mean.dtype)
-        cls, logits = self.scorer(self.normalize(low), return_cls_logits=True)
+        low, affine = self._vit_input(downscale(images, self.config.downscale).to(self.mean.dtype))
+        cls, logits = self.scorer(low, return_cls_logits=True, pixel_affine=affine)
         # heads combined on the pre-softmax logits, then one softmax over the patches (Eq. 3)
         combined = torch.einsum("bhn,h->bn", logits, self.head_weights.to(logits.dtype))
         return cls, combined.softmax(dim=-1)
@@ -132,7 +143,8 @@ class ScoreNet(nn.Module):
         """The global encoder's [CLS] states (B, n, D) over regions (B, K, 3, P_h, P_h), uint8 or float
         in [0, 1], each region encoded by the local ViT's last [CLS] state."""
         b, k = regions.shape[:2]
-        region_cls = self.local_vit(self.normalize(regions.flatten(0, 1)))[:, -1]
+        pixels, affine = self._vit_input(regions.flatten(0, 1))
+        region_cls = self.local_vit(pixels, pixel_affine=affine)[:, -1]
         return self.global_encoder(region_cls.view(b, k, -1))
 
     def select_regions(

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from torch import nn
 
 from .block import Block
 from .peg import PosConv
+
+
+def fold_pixel_affine(
+    weight: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (O, C, k, k) and bias (O,) of a convolution that gives on ``x`` what the original
+    gives on ``x * scale + shift`` (per input channel, (C,) each); exact for unpadded convolutions."""
+    bias = bias + (weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
+    return weight * scale.view(1, -1, 1, 1), bias
 
 
 class CpvtGapViT(nn.Module):
@@ -45,12 +55,31 @@ class CpvtGapViT(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor, return_cls_logits: bool = False):
+    def embed(
+        self, x: torch.Tensor, pixel_affine: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Patch tokens (B, gh, gw, D) of images (B, 3, H, W); ``pixel_affine`` = (scale, shift) per
+        channel is applied to the pixels first, folded into the patch projection (no normalised copy
+        of the pixels is made)."""
+        if pixel_affine is None:
+            return self.patch_embed(x)
+        proj = self.patch_embed.proj
+        weight, bias = fold_pixel_affine(proj.weight, proj.bias, *pixel_affine)
+        x = F.conv2d(x, weight, bias, stride=proj.stride)  # unpadded, so the fold is exact
+        return self.patch_embed.norm(x.permute(0, 2, 3, 1))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_cls_logits: bool = False,
+        pixel_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         """Images (B, 3, H, W) -> [CLS] states of the last m layers (B, m, D), normalised.
 
-        With ``return_cls_logits`` also the last block's [CLS]-row attention logits (B, heads, N).
+        With ``return_cls_logits`` also the last block's [CLS]-row attention logits (B, heads, N);
+        ``pixel_affine`` as in :meth:`embed`.
         """
-        x = self.patch_embed(x)
+        x = self.embed(x, pixel_affine)
         grid = x.shape[1:3]
         x = x.flatten(1, 2)
         first_cls_layer = len(self.blocks) - self.num_cls_tokens
