@@ -81,7 +81,8 @@ class CpvtGapViT(nn.Module):
         """
         x = self.embed(x, pixel_affine)
         grid = x.shape[1:3]
-        x = x.flatten(1, 2)
+        # tokens (B, N, D) contiguous once, or every layer norm of the first blocks copies them
+        x = x.flatten(1, 2).contiguous()
         first_cls_layer = len(self.blocks) - self.num_cls_tokens
         cls_states = []
         cls_logits = None
