@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     throughput.add_argument("--float-input", action="store_true", help="send float images (default uint8)")
     throughput.add_argument("--compile", action="store_true", help="torch.compile the models")
     throughput.add_argument("--cuda-graphs", action="store_true", help="torch.compile mode reduce-overhead")
+    throughput.add_argument(
+        "--paired-rounds", type=int, default=5, help="ScoreNet and Swin alternated N times after the sweep"
+    )
     learning = parser.add_argument_group("learning")
     learning.add_argument("--seeds", type=_seeds, help="training seeds (default 0,1,2; quick 0)")
     learning.add_argument("--fractions", type=_ints, help="percent of the training set, e.g. 10,100")
@@ -95,10 +98,12 @@ def _throughput(args: argparse.Namespace) -> dict[str, Any]:
         uint8_input=not args.float_input,
         compile=args.compile,
         cuda_graphs=args.cuda_graphs,
+        paired_rounds=args.paired_rounds,
     )
     if args.quick:
         # on 2 CPU cores the full-image ViT needs seconds per image: small batches, short timing
         options.batch_sizes, options.min_seconds, options.max_iterations = (1, 2), 0.5, 3
+        options.paired_rounds = min(options.paired_rounds, 1)
     elif args.device == "cpu":
         # CPU cap: batches up to 8, and stop growing a model's batch once one batch exceeds 30 s
         options.batch_sizes = (1, 2, 4, 8)

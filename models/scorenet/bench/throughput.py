@@ -109,6 +109,7 @@ class Options:
     uint8_input: bool = True  # images stay uint8 until on the device (4x less host-to-device traffic)
     compile: bool = False  # torch.compile
     cuda_graphs: bool = False  # torch.compile(mode="reduce-overhead"), which captures CUDA graphs
+    paired_rounds: int = 0  # ScoreNet and Swin alternated this many times (see paired_ratio)
 
 
 class PeakRss:
@@ -188,6 +189,20 @@ def _runner(model: nn.Module, options: Options, device: torch.device) -> Callabl
     return run
 
 
+def _batch_times(run: Callable[[torch.Tensor], Any], images: torch.Tensor, options: Options) -> list[float]:
+    """Seconds of each batch, timed for ``options.min_seconds`` (at most ``max_iterations`` batches)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < options.max_iterations and (
+        not times or time.perf_counter() - start < options.min_seconds
+    ):
+        t0 = time.perf_counter()
+        run(images)
+        _synchronize(images.device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def measure(name: str, options: Options) -> list[dict[str, Any]]:
     """Images/s and peak memory of one model at each batch size (stops at the time cap)."""
     device = torch.device(options.device)
@@ -201,15 +216,7 @@ def measure(name: str, options: Options) -> list[dict[str, Any]]:
         run(images)  # warm-up (and compilation)
         _synchronize(device)
         with peak_memory(device) as memory:
-            times = []
-            start = time.perf_counter()
-            while len(times) < options.max_iterations and (
-                not times or time.perf_counter() - start < options.min_seconds
-            ):
-                t0 = time.perf_counter()
-                run(images)
-                _synchronize(device)
-                times.append(time.perf_counter() - t0)
+            times = _batch_times(run, images, options)
         seconds = float(np.median(times))
         rows.append(
             {
@@ -250,10 +257,54 @@ def ratios(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def paired_ratio(options: Options, batch_sizes: dict[str, int]) -> dict[str, Any]:
+    """ScoreNet / Swin images/s from ``options.paired_rounds`` rounds that time the two models back to
+    back, each at its batch size in ``batch_sizes``; the median of the per-round ratios.
+
+    A shared machine's speed drifts over the minutes a sweep takes, and a sweep times one model after
+    the other; alternating them makes the drift cancel within each round.
+    """
+    device = torch.device(options.device)
+    runs, inputs = {}, {}
+    for name in ("scorenet", "swin"):
+        runs[name] = _runner(build(name, image_size=options.image_size).to(device), options, device)
+        host = real_images(batch_sizes[name], options.image_size)
+        inputs[name] = host.to(device) if options.uint8_input else host.float().div_(255).to(device)
+        runs[name](inputs[name])  # warm-up
+    rounds = []
+    for _ in range(options.paired_rounds):
+        ips = {
+            name: batch_sizes[name] / float(np.median(_batch_times(runs[name], inputs[name], options)))
+            for name in ("scorenet", "swin")
+        }
+        ratio = ips["scorenet"] / ips["swin"]
+        rounds.append({**{f"{n}_images_per_s": v for n, v in ips.items()}, "ratio": ratio})
+    ratios_ = [r["ratio"] for r in rounds]
+    return {
+        "batch_sizes": batch_sizes,
+        "rounds": rounds,
+        "median_ratio": float(np.median(ratios_)),
+        "min_ratio": min(ratios_),
+        "max_ratio": max(ratios_),
+    }
+
+
+def _best_batch_sizes(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["images_per_s"] > best.get(row["model"], {"images_per_s": 0.0})["images_per_s"]:
+            best[row["model"]] = row
+    return {name: row["batch_size"] for name, row in best.items()}
+
+
 def run_suite(options: Options) -> dict[str, Any]:
     """The whole throughput suite as one JSON-able dict (without the environment block)."""
     torch.manual_seed(0)
     rows = [row for name in options.models for row in measure(name, options)]
+    paired = None
+    if options.paired_rounds > 0 and {"scorenet", "swin"} <= set(options.models):
+        best = _best_batch_sizes(rows)
+        paired = paired_ratio(options, {name: best[name] for name in ("scorenet", "swin")})
     return {
         "suite": "throughput",
         "image_size": list(options.image_size),
@@ -266,7 +317,9 @@ def run_suite(options: Options) -> dict[str, Any]:
             "uint8_input": options.uint8_input,
             "compile": options.compile,
             "cuda_graphs": options.cuda_graphs,
+            "paired_rounds": options.paired_rounds,
         },
         "results": rows,
         "ratios": ratios(rows),
+        "paired_scorenet_over_swin": paired,
     }
