@@ -59,8 +59,26 @@ def main(results_dir: Path) -> None:
             f"\nScoreNet / Swin: {_fmt(r['measured'].get('scorenet_over_swin'))} here, "
             f"{_fmt(r['paper']['scorenet_over_swin'])} in the paper; ScoreNet / ViT: "
             f"{_fmt(r['measured'].get('scorenet_over_vit'))} here, {_fmt(r['paper']['scorenet_over_vit'])} "
-            "in the paper.\n"
+            "in the paper (sweep: each model's best batch).\n"
         )
+        paired = result.get("paired_scorenet_over_swin")
+        if paired:
+            sizes = paired["batch_sizes"]
+            batches = f"ScoreNet batch {sizes['scorenet']}, Swin batch {sizes['swin']}"
+            print(f"Paired rounds ({batches}, back to back):\n")
+            rows = [{"round": i + 1, **r} for i, r in enumerate(paired["rounds"])]
+            print(
+                table(
+                    rows,
+                    [
+                        ("round", "round"),
+                        ("scorenet_images_per_s", "ScoreNet images/s"),
+                        ("swin_images_per_s", "Swin images/s"),
+                        ("ratio", "ScoreNet / Swin"),
+                    ],
+                )
+            )
+            print(f"\nMedian ScoreNet / Swin over the rounds: {_fmt(paired['median_ratio'])}.\n")
     e2e = results_dir / "end-to-end.json"
     if e2e.is_file():
         result = json.loads(e2e.read_text())
