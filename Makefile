@@ -26,10 +26,12 @@ demo: venv
 
 test: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: venv
 	$(VENV)/bin/scorenet bench --out benchmarks/results

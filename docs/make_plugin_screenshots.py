@@ -49,8 +49,14 @@ def new_viewer(widget_class, name: str):
 def slide_with_rois(viewer, rois) -> None:
     viewer.open(str(SLIDE), plugin="napari-scorenet")
     shapes = [np.array([[y, x], [y + h, x + w]]) for x, y, w, h in rois]
-    viewer.add_shapes(shapes, shape_type="rectangle", name="RoIs", edge_color="yellow",
-                      face_color="transparent", edge_width=8)
+    viewer.add_shapes(
+        shapes,
+        shape_type="rectangle",
+        name="RoIs",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=8,
+    )
 
 
 def main() -> None:

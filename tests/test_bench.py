@@ -30,8 +30,10 @@ def test_throughput_quick_writes_json_with_all_models(tmp_path, data_root, capsy
     assert result["ratios"]["paper"]["scorenet_over_vit"] == pytest.approx(335 / 3.8)
     # the paired rounds time each model at its best batch of the sweep, back to back
     paired = result["paired_scorenet_over_swin"]
-    best_batch = {m: max((r for r in rows if r["model"] == m), key=lambda r: r["images_per_s"])["batch_size"]
-                  for m in ("scorenet", "swin")}
+    best_batch = {
+        m: max((r for r in rows if r["model"] == m), key=lambda r: r["images_per_s"])["batch_size"]
+        for m in ("scorenet", "swin")
+    }
     assert paired["batch_sizes"] == best_batch and len(paired["rounds"]) == 1
     (only,) = paired["rounds"]
     assert only["ratio"] == pytest.approx(only["scorenet_images_per_s"] / only["swin_images_per_s"])

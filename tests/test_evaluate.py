@@ -182,9 +182,7 @@ def test_summary_of_runs() -> None:
     assert none["per_class_f1"]["b"] is None and none["per_class_f1_std"]["b"] is None
 
 
-def test_cli_probes_pretrained_weights_and_refuses_to_classify(
-    demo_root: Path, tmp_path: Path
-) -> None:
+def test_cli_probes_pretrained_weights_and_refuses_to_classify(demo_root: Path, tmp_path: Path) -> None:
     from scorenet.cli import main
 
     path = tmp_path / "pretrained.safetensors"

@@ -295,7 +295,12 @@ def _run_score(args: argparse.Namespace) -> int:
             logging.warning("%s", resolution.note)
         rois = args.roi or [(0, 0, *slide.level_dimensions[0])]
         scores = score_rois(
-            model, slide, rois, resolution=resolution, device=args.device, class_names=info.class_names,
+            model,
+            slide,
+            rois,
+            resolution=resolution,
+            device=args.device,
+            class_names=info.class_names,
             threads=args.threads,
         )
     for score in scores:

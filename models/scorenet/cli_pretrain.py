@@ -51,8 +51,14 @@ def add_pretrain(sub: argparse._SubParsersAction, override: Any) -> None:
                    "%(default)s)")  # fmt: skip
     p.add_argument("--local-crops", type=int, default=d.local_crops,
                    help="DINO local views per image (modular; default: %(default)s)")  # fmt: skip
-    p.add_argument("--image-size", type=int, nargs=2, default=d.image_size, metavar=("H", "W"),
-                   help="unbiased mode: ScoreNet input size in pixels (default: {} {})".format(*d.image_size))
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=d.image_size,
+        metavar=("H", "W"),
+        help="unbiased mode: ScoreNet input size in pixels (default: {} {})".format(*d.image_size),
+    )
     p.add_argument(
         "--mpp", type=float, default=None, help="µm/px of the high-resolution pixels (default: native)"
     )

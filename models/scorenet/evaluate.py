@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .model import ScoreNet
     from .pretrained import InitReport
 
+
 def classification_metrics(
     labels: Sequence[int], predicted: Sequence[int], class_names: Sequence[str]
 ) -> dict[str, Any]:

@@ -77,7 +77,6 @@ SCORER_VIEWS = (120, 96, 48)
 LOCAL_VIEWS = (192, 128, 64)
 
 
-
 @dataclass
 class PretrainConfig:
     """Everything that defines a pre-training run. ``lr=None`` means 5e-4 * batch / 256 (DINO)."""

@@ -56,8 +56,15 @@ def show_score(viewer, score: RoiScore) -> tuple:
         layer.scale, layer.translate, layer.contrast_limits = scale, translate, LOG2_LIMITS
 
     def add_dist():
-        layer = viewer.add_image(dist, name=f"{label} distribution", colormap=X_UNIFORM_COLORMAP,
-                                 opacity=0.5, scale=scale, translate=translate, contrast_limits=LOG2_LIMITS)
+        layer = viewer.add_image(
+            dist,
+            name=f"{label} distribution",
+            colormap=X_UNIFORM_COLORMAP,
+            opacity=0.5,
+            scale=scale,
+            translate=translate,
+            contrast_limits=LOG2_LIMITS,
+        )
         layer.colorbar.visible = True
         return layer
 
@@ -79,9 +86,19 @@ def show_score(viewer, score: RoiScore) -> tuple:
         layer.text = text
 
     regions = _upsert(
-        viewer, name, f"{label} regions",
-        lambda: viewer.add_shapes(rects, shape_type="rectangle", name=name, edge_color="cyan",
-                                  face_color="transparent", edge_width=4, features=features, text=text),
+        viewer,
+        name,
+        f"{label} regions",
+        lambda: viewer.add_shapes(
+            rects,
+            shape_type="rectangle",
+            name=name,
+            edge_color="cyan",
+            face_color="transparent",
+            edge_width=4,
+            features=features,
+            text=text,
+        ),
         update_regions,
     )
     return dist_layer, regions

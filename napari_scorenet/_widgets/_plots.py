@@ -37,8 +37,10 @@ class LinePlot(QWidget):
             lo, hi = min(values), max(values)
             span = (hi - lo) or 1.0
             step = (w - 2 * pad) / max(len(values) - 1, 1)
-            points = [QPointF(pad + j * step, h - pad - (v - lo) / span * (h - 2 * pad - 14))
-                      for j, v in enumerate(values)]
+            points = [
+                QPointF(pad + j * step, h - pad - (v - lo) / span * (h - 2 * pad - 14))
+                for j, v in enumerate(values)
+            ]
             painter.drawPolyline(QPolygonF(points))
             painter.drawText(pad + 150 * i, 12, f"{name}: {values[-1]:.4g}")
         painter.end()

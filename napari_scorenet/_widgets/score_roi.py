@@ -252,8 +252,9 @@ class ScoreRoIWidget(QWidget):
         self.score_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"scoring {len(rois)} RoI(s)…")
-        self.worker = self._score(model, slide, rois, resolution, info.class_names,
-                                  self.device.currentText(), _ignore_errors=True)
+        self.worker = self._score(
+            model, slide, rois, resolution, info.class_names, self.device.currentText(), _ignore_errors=True
+        )
         # in order: napari's bar processes events when it moves, which could run the result first
         self.worker.yielded.connect(self._in_order(self._on_progress))
         self.worker.returned.connect(self._in_order(self._show))
@@ -266,9 +267,18 @@ class ScoreRoIWidget(QWidget):
     @thread_worker
     def _score(self, model, slide, rois, resolution, class_names, device):
         try:
-            return (yield from iter_score_rois(model, slide, rois, resolution=resolution, device=device,
-                                               class_names=class_names, should_stop=lambda: self._stop,
-                                               threads=self.threads))
+            return (
+                yield from iter_score_rois(
+                    model,
+                    slide,
+                    rois,
+                    resolution=resolution,
+                    device=device,
+                    class_names=class_names,
+                    should_stop=lambda: self._stop,
+                    threads=self.threads,
+                )
+            )
         except Cancelled:
             return None
 
@@ -518,8 +528,11 @@ class ScoreRoIWidget(QWidget):
             return None
         if self._last == "slide":
             return self._export_slide(kind, path)
-        writers = {"geojson": export.write_geojson, "csv": export.write_regions_csv,
-                   "png": export.write_overlay_png}
+        writers = {
+            "geojson": export.write_geojson,
+            "csv": export.write_regions_csv,
+            "png": export.write_overlay_png,
+        }
         try:
             out = writers[kind](path, self.results[-1])
         except (OSError, ScoreNetInputError) as err:

@@ -76,8 +76,16 @@ def mix_images(model, method: str, source: np.ndarray, target: np.ndarray, lam: 
         dists = [model.semantic_distribution(im) for im in pair]
         labels = [model(im).logits.softmax(-1) for im in pair]
     generator = torch.Generator().manual_seed(seed)
-    return METHODS[method](pair[0].float(), pair[1].float(), dists[0], dists[1], labels[0], labels[1],
-                           lam=lam, generator=generator)
+    return METHODS[method](
+        pair[0].float(),
+        pair[1].float(),
+        dists[0],
+        dists[1],
+        labels[0],
+        labels[1],
+        lam=lam,
+        generator=generator,
+    )
 
 
 class ScoreMixPreviewWidget(QWidget):
@@ -98,8 +106,14 @@ class ScoreMixPreviewWidget(QWidget):
         self.mix_button = QPushButton("Mix", clicked=self.run)
         self.label = QLabel("")
         form = QFormLayout()
-        for name, w in (("Source", self.source), ("Target", self.target), ("Method", self.method),
-                        ("λ (target kept)", self.lam), ("Seed", self.seed), ("Checkpoint", self.checkpoint)):
+        for name, w in (
+            ("Source", self.source),
+            ("Target", self.target),
+            ("Method", self.method),
+            ("λ (target kept)", self.lam),
+            ("Seed", self.seed),
+            ("Checkpoint", self.checkpoint),
+        ):
             form.addRow(name, w)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -138,8 +152,16 @@ class ScoreMixPreviewWidget(QWidget):
         for note in dict.fromkeys(r.note for r in resolutions if r is not None and r.note):
             show_warning(note)
         self.mix_button.setEnabled(False)
-        self.worker = self._mix(model, info, (src, tgt), resolutions, self.method.currentText(),
-                                self.lam.value(), self.seed.value(), _ignore_errors=True)
+        self.worker = self._mix(
+            model,
+            info,
+            (src, tgt),
+            resolutions,
+            self.method.currentText(),
+            self.lam.value(),
+            self.seed.value(),
+            _ignore_errors=True,
+        )
         self.worker.returned.connect(self._show)
         self.worker.errored.connect(lambda err: show_error(str(err)))
         self.worker.finished.connect(self._done)
@@ -178,9 +200,15 @@ class ScoreMixPreviewWidget(QWidget):
                 self.viewer.layers.remove(name)
         width = max(im.shape[1] for im in (source, target, mixed))
         # widths and text sizes in pixels of the images: they keep their proportions at any zoom
-        self.viewer.add_shapes(rects, shape_type="rectangle", name=BOXES_NAME, edge_width=0.012 * width,
-                               edge_color=["magenta", "lime"], face_color="transparent",
-                               features={"box": ["cut", "paste"]})
+        self.viewer.add_shapes(
+            rects,
+            shape_type="rectangle",
+            name=BOXES_NAME,
+            edge_width=0.012 * width,
+            edge_color=["magenta", "lime"],
+            face_color="transparent",
+            features={"box": ["cut", "paste"]},
+        )
         # titles above the panels, outside their pixels
         height = max(im.shape[0] for im in (source, target, mixed))
         above = [(off[0] - 0.12 * height, off[1]) for off in offsets]
