@@ -323,11 +323,11 @@ def iter_score_rois(
             pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
             # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
             images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
-            avoid = avoid_mask(model, reads, target)
+            padding = region_padding(model, reads)
             with torch.inference_mode(), _threads(policy):
-                out = model(images, avoid=avoid)
+                out = model(images, avoid=avoid_mask(padding, target))
             for j, i in enumerate(batch):
-                results[i] = _roi_score(out, j, rois[i], *reads[j], names)
+                results[i] = _roi_score(out, j, rois[i], *reads[j], names, padding[j])
             done += len(batch)
             yield Progress("score", done, total, "step", _stage("scored", results))
     finally:
@@ -335,12 +335,14 @@ def iter_score_rois(
     return results  # type: ignore[return-value]
 
 
-def avoid_mask(model: ScoreNet, reads: Sequence[tuple[RoiRead, np.ndarray]], device: torch.device):
+def region_padding(model: ScoreNet, reads: Sequence[tuple[RoiRead, np.ndarray]]) -> list[np.ndarray]:
+    """The share of padding in each region (gh, gw) of each read RoI, computed once per batch."""
+    return [padding_shares(read, model.grid_size(*image.shape[:2])) for read, image in reads]
+
+
+def avoid_mask(shares: Sequence[np.ndarray], device: torch.device) -> torch.Tensor | None:
     """(B, gh, gw) regions mostly padding, for ``ScoreNet.forward(avoid=...)``; None when none are."""
-    masks = []
-    for read, image in reads:
-        grid = model.grid_size(*image.shape[:2])
-        masks.append(padding_shares(read, grid) > MAX_REGION_PADDING)
+    masks = [share > MAX_REGION_PADDING for share in shares]
     if not any(mask.any() for mask in masks):
         return None
     return torch.from_numpy(np.stack(masks)).to(device)
@@ -357,18 +359,25 @@ def _stage(stage: str, results: list) -> dict[str, Any]:
 
 
 def _roi_score(
-    out: ScoreNetOutput, j: int, roi: Roi, read: RoiRead, image: np.ndarray, names: list[str]
+    out: ScoreNetOutput,
+    j: int,
+    roi: Roi,
+    read: RoiRead,
+    image: np.ndarray,
+    names: list[str],
+    padding: np.ndarray,
 ) -> RoiScore:
     """Row ``j`` of a batch output as an :class:`RoiScore`, regions in rank order.
 
     Ranks follow the scores, except that regions mostly padding (taken only when too few others
-    exist) come last; boxes are clipped to the part of the slide that was read.
+    exist) come last; boxes are clipped to the part of the slide that was read. ``padding``: the
+    RoI's :func:`region_padding`.
     """
     probabilities = out.logits[j].float().softmax(-1).cpu().numpy()
     scores = out.scores[j].float().cpu().numpy()
     distribution = out.distribution[j].float().cpu().numpy()
-    padding = padding_shares(read, distribution.shape).ravel()[out.indices[j].cpu().numpy()]
-    order = np.lexsort((-scores, padding > MAX_REGION_PADDING))
+    padded = padding.ravel()[out.indices[j].cpu().numpy()] > MAX_REGION_PADDING  # selected regions
+    order = np.lexsort((-scores, padded))
     boxes, box = _to_level0(out.boxes[j].float().cpu().numpy()[order], read, image)
     x0, y0, x1, y1 = read.valid
     boxes = np.clip(boxes, [x0, y0, x0, y0], [x1, y1, x1, y1])
