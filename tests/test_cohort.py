@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed import WorkerPlugin
 from scorenet import cli_slides, cohort
 from scorenet.checkpoint import save_checkpoint
 from scorenet.cli import main
@@ -50,18 +51,46 @@ def crash_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return marker
 
 
+class CrashOnceWhilePublishing(WorkerPlugin):
+    """Worker plugin: while ``marker`` is missing, the next slide about to be published kills its
+    worker process (creating the marker first), leaving a half-written file in the slide's temporary
+    folder, as a worker killed while writing would."""
+
+    name = "crash-once-while-publishing"
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def setup(self, worker: object) -> None:
+        import os
+
+        from scorenet import cohort as worker_cohort
+
+        publish, marker = worker_cohort._publish, self.marker
+
+        def die_once(partial: Path, final: Path) -> None:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return publish(partial, final)
+            (partial / ".tiles.npz.half-written.tmp").write_bytes(b"PK")
+            os._exit(1)
+
+        worker_cohort._publish = die_once
+
+
 @pytest.fixture(scope="module")
 def scheduler(crash_marker: Path) -> Iterator[str]:
     """An existing cluster: two single-threaded worker processes, as ``dask worker`` would start."""
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
-    env = {cohort.CRASH_ONCE_ENV: str(crash_marker)}
     with (
         cohort.fast_worker_start(),
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
-        ) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
     ):
+        with Client(cluster) as client:  # the scheduler keeps the plugin for restarted workers too
+            client.register_plugin(CrashOnceWhilePublishing(str(crash_marker)))
         yield cluster.scheduler_address
 
 

@@ -60,9 +60,6 @@ CONNECT_TIMEOUT = "10s"  # reaching an existing scheduler
 EVENT_SECONDS = 0.5  # a worker reports a slide's RoIs at most this often
 INDEX_SECONDS = 1.0  # the index is rewritten at most this often while slides finish (and at the end)
 POLL_SECONDS = 0.1
-# tests only: a path; the first task to find it missing creates it and kills its worker process while
-# writing into its temporary folder (a worker dying mid-slide, on purpose)
-CRASH_ONCE_ENV = "SCORENET_COHORT_CRASH_ONCE"
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,6 @@ def score_cohort_slide(
                 threads=task_threads(options, slots_by_host), progress=_roi_reporter(topic, slide.name),
             )  # fmt: skip
         write_slide_outputs(partial, result, options.top_per_class)
-        _crash_once_for_tests(partial)
         _publish(partial, final)
     except Exception as err:  # noqa: BLE001 - any error of one slide is that slide's failed row
         shutil.rmtree(partial, ignore_errors=True)
@@ -349,20 +345,6 @@ def _publish(partial: Path, final: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _crash_once_for_tests(partial: Path) -> None:
-    """Die as a worker killed while writing (a stray temporary file left) when ``CRASH_ONCE_ENV``
-    names a missing file, which is created first so the next attempt goes on."""
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    (partial / ".tiles.npz.half-written.tmp").write_bytes(b"PK")
-    os._exit(1)
 
 
 def _error_text(slide: str, err: BaseException) -> str:
