@@ -4,7 +4,9 @@ The end-to-end time goes through the real widget in a **visible** viewer (button
 layer update, the canvas drawn): the first click cold (model load, tiles decoded), then the median of
 ``REPEATS`` clicks with the tile cache warm, with the widget's thread policy (the cores found free)
 and, in the same run, with 2 intra-op threads forced (torch's default on this machine). The split
-re-times its three parts on the same inputs: slide read, model forward, layer update. The model is
+re-times its three parts on the same inputs: slide read, model forward, layer update (the clicks
+re-score the same RoI, whose layers are updated in place), and the layers of a newly scored RoI
+added from scratch (the first click on a new rectangle does that instead of the update). The model is
 the bundled checkpoint when present, else a freshly built ``scorenet_4_1`` (same size and speed).
 Run under a display, e.g. ``xvfb-run -a .venv/bin/python benchmarks/bench_score_roi_latency.py``.
 """
@@ -99,7 +101,7 @@ def run(out_json: str | Path = RESULT) -> dict:
         model, _ = cached_model(ckpt, "cpu")
         slide = open_slide(slide_path)
         chosen = choose_threads()
-        read, model_t, layers = [], [], []
+        read, model_t, layers, added = [], [], [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             _, image = _read_input(slide, model, ROI, LEVEL0)
@@ -107,10 +109,18 @@ def run(out_json: str | Path = RESULT) -> dict:
             with torch.inference_mode(), intra_op_threads(chosen):
                 model(torch.from_numpy(image).permute(2, 0, 1)[None])
             t2 = time.perf_counter()
-            show_score(viewer, widget.results[0])
+            show_score(viewer, widget.results[0])  # the RoI's layers exist: updated in place
             app.processEvents()
             t3 = time.perf_counter()
             read.append(t1 - t0), model_t.append(t2 - t1), layers.append(t3 - t2)
+        for _ in range(REPEATS):  # a newly scored RoI: its layers are added
+            for layer in show_score(viewer, widget.results[0]):
+                viewer.layers.remove(layer)
+            app.processEvents()
+            t0 = time.perf_counter()
+            show_score(viewer, widget.results[0])
+            app.processEvents()
+            added.append(time.perf_counter() - t0)
         snapped = snap_roi(model, ROI, 1.0)
         slide.close()
         viewer.close()
@@ -130,6 +140,7 @@ def run(out_json: str | Path = RESULT) -> dict:
         "read_ms": _median_ms(read),
         "model_ms": _median_ms(model_t),
         "layer_update_ms": _median_ms(layers),
+        "layer_add_ms": _median_ms(added),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }

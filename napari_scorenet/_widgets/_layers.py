@@ -13,6 +13,13 @@ def roi_label(score: RoiScore) -> str:
     return f"RoI {x},{y} {w}x{h}"
 
 
+def _set_changed(layer, **values) -> None:
+    """Set the layer attributes whose value differs from ``values`` (tuples or arrays)."""
+    for attr, value in values.items():
+        if not np.array_equal(np.asarray(getattr(layer, attr), dtype=float), np.asarray(value, dtype=float)):
+            setattr(layer, attr, value)
+
+
 def _upsert(viewer, name: str, prefix: str, add, update):
     for layer in list(viewer.layers):
         if layer.name == name or layer.name.startswith(prefix):
@@ -53,7 +60,8 @@ def show_score(viewer, score: RoiScore) -> tuple:
 
     def update_dist(layer):
         layer.data = dist
-        layer.scale, layer.translate, layer.contrast_limits = scale, translate, LOG2_LIMITS
+        # each setter refreshes the layer and the viewer's extent: only what changed is set
+        _set_changed(layer, scale=scale, translate=translate, contrast_limits=LOG2_LIMITS)
 
     def add_dist():
         layer = viewer.add_image(
@@ -80,10 +88,15 @@ def show_score(viewer, score: RoiScore) -> tuple:
     name = f"{label} regions ({score.predicted})"
 
     def update_regions(layer):
-        layer.data = []
-        layer.add_rectangles(rects, edge_color="cyan", face_color="transparent")
-        layer.features = features
-        layer.text = text
+        if layer.nshapes == len(rects) and set(layer.shape_type) == {"rectangle"}:
+            layer.data = rects  # as many rectangles as before: their types and colours are kept
+        else:
+            layer.data = []
+            layer.add_rectangles(rects, edge_color="cyan", face_color="transparent")
+        layer.features = features  # the labels follow the features
+        if layer.metadata.get("text") != text:  # rebuilding the labels costs a redraw of them all
+            layer.text = text
+            layer.metadata["text"] = text
 
     regions = _upsert(
         viewer,
@@ -98,6 +111,7 @@ def show_score(viewer, score: RoiScore) -> tuple:
             edge_width=4,
             features=features,
             text=text,
+            metadata={"text": text},
         ),
         update_regions,
     )
