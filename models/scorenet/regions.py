@@ -62,7 +62,8 @@ def downscale(images: torch.Tensor, factor: int) -> torch.Tensor:
         interleaved = 1
     count, length = rows.shape[0], rows.shape[2]
     sums = torch.empty(count, w // factor, interleaved, dtype=torch.int32, device=images.device)
-    band = max(1, _BAND_BYTES // (2 * factor * length))
+    # on an accelerator every op is a kernel launch and there is no cache to fit: one band
+    band = max(1, _BAND_BYTES // (2 * factor * length)) if images.device.type == "cpu" else count
     wide = torch.empty(min(band, count), factor, length, dtype=torch.int16, device=images.device)
     acc = torch.empty(min(band, count), length, dtype=torch.int16, device=images.device)
     for start in range(0, count, band):
