@@ -320,19 +320,35 @@ def iter_score_rois(
             done += len(batch)
             yield Progress("score", done, total, "step", _stage("read", results))
             stop_point()
-            pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
-            # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
-            images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
-            padding = region_padding(model, reads)
-            with torch.inference_mode(), _threads(policy):
-                out = model(images, avoid=avoid_mask(padding, target))
-            for j, i in enumerate(batch):
-                results[i] = _roi_score(out, j, rois[i], *reads[j], names, padding[j])
+            scored = score_reads(model, reads, [rois[i] for i in batch], names, target, policy)
+            for i, score in zip(batch, scored, strict=True):
+                results[i] = score
             done += len(batch)
             yield Progress("score", done, total, "step", _stage("scored", results))
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def score_reads(
+    model: ScoreNet,
+    reads: Sequence[tuple[RoiRead, np.ndarray]],
+    rois: Sequence[Roi],
+    names: list[str],
+    target: torch.device,
+    policy: ThreadPolicy | None,
+) -> list[RoiScore]:
+    """One forward pass over read RoIs (from :func:`_read_input`): their scores, in order.
+
+    Regions mostly padding are kept from the recommendation; ``policy`` sets the CPU threads.
+    """
+    pixels = reads[0][1][None] if len(reads) == 1 else np.stack([image for _, image in reads])
+    # channels-last view: the model's byte downscale reads it without a copy to (B, 3, H, W)
+    images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
+    padding = region_padding(model, reads)  # an RoI past the slide's edge, a slide smaller than one
+    with torch.inference_mode(), _threads(policy):
+        out = model(images, avoid=avoid_mask(padding, target))
+    return [_roi_score(out, j, roi, *reads[j], names, padding[j]) for j, roi in enumerate(rois)]
 
 
 def region_padding(model: ScoreNet, reads: Sequence[tuple[RoiRead, np.ndarray]]) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import ScoreNetInputError
-from .inference import _read_input, _roi_score, _threads, avoid_mask, region_padding, resolve_device
+from .inference import _read_input, resolve_device, score_reads
 from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .model import ScoreNet
 from .resolution import Resolution
@@ -212,15 +212,10 @@ def iter_score_slide(
             reads = pending.pop(0).result()
             if n + config.read_ahead + 1 < len(batches):
                 pending.append(pool.submit(read, batches[n + config.read_ahead + 1]))
-            pixels = np.stack([image for _, image in reads])
-            images = torch.from_numpy(pixels).to(target).permute(0, 3, 1, 2)
-            padding = region_padding(model, reads)  # a slide smaller than one RoI is padded
-            with torch.inference_mode(), _threads(policy):
-                out = model(images, avoid=avoid_mask(padding, target))
+            scores = score_reads(model, reads, [plan[i][0] for i in batch], names, target, policy)
             done = []
-            for j, i in enumerate(batch):
+            for i, score in zip(batch, scores, strict=True):
                 roi, share = plan[i]
-                score = _roi_score(out, j, roi, *reads[j], names, padding[j])
                 done.append(TileScore(
                     i, roi, share, score.probabilities, score.predicted, score.distribution,
                     score.boxes_level0, score.scores, score.distribution_box_level0,
