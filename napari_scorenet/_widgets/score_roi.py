@@ -368,9 +368,7 @@ class ScoreRoIWidget(QWidget):
     def _show_slide(self, result) -> None:
         if self.heat_map is not None:
             self.heat_map.flush()  # the last batches, if they came too fast to be drawn yet
-        if result is None:
-            self.status.setText("cancelled")
-            show_warning("scoring cancelled")
+        if self._cancelled(result):
             return
         self.slide_result = result
         self._last = "slide"
@@ -399,14 +397,10 @@ class ScoreRoIWidget(QWidget):
                     self._watched.remove(layer)
         dist, regions = show_score(self.viewer, view)
         self._inspected = [dist, regions]
-        if regions not in self._watched:
-            self._watched.append(regions)
-            regions.selected_data.events.items_changed.connect(lambda *_, ly=regions: self._zoom_to(ly))
+        self._watch(regions)
         self._show_classes(view)
         self._listed = [view]
-        self.region_list.clear()
-        for rank, value in zip(view.ranks, view.scores, strict=True):
-            self.region_list.addItem(f"{roi_label(view)} #{rank}: {value:.4f}")
+        self._list_regions(self._listed)
         x, y, w, h = view.roi
         zoom_to_box(self.viewer, (x, y, x + w, y + h))
         if self.heat_map.layer in self.viewer.layers:  # the next click goes to the heat map again
@@ -460,29 +454,43 @@ class ScoreRoIWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.worker = None
 
+    def _cancelled(self, result) -> bool:
+        """Whether a job returned nothing because it was cancelled; then says so."""
+        if result is not None:
+            return False
+        self.status.setText("cancelled")
+        show_warning("scoring cancelled")
+        return True
+
     def _show(self, results) -> None:
-        if results is None:
-            self.status.setText("cancelled")
-            show_warning("scoring cancelled")
+        if self._cancelled(results):
             return
         self.results = results
         self._last = "rois"
         self._listed = list(results)
         for score in results:
-            _, regions = show_score(self.viewer, score)
-            if regions not in self._watched:
-                self._watched.append(regions)
-                regions.selected_data.events.items_changed.connect(lambda *_, ly=regions: self._zoom_to(ly))
+            self._watch(show_score(self.viewer, score)[1])
         self._show_classes(results[-1])
-        self.region_list.clear()
+        self._list_regions(results)
         for score in results:
-            for rank, value in zip(score.ranks, score.scores, strict=True):
-                self.region_list.addItem(f"{roi_label(score)} #{rank}: {value:.4f}")
             if score.padded_fraction > 0:  # never silent: the share scored on white padding
                 show_warning(padding_note(self.slide_box.currentText(), score))
         self.status.setText(f"{len(results)} RoI(s): " + ", ".join(s.predicted for s in results))
         self.concentration.setText(concentration_text(results[-1]))
         self.top_k.setValue(len(results[-1].ranks))
+
+    def _watch(self, regions) -> None:
+        """Selecting a box in the ``regions`` Shapes layer zooms onto it (connected once per layer)."""
+        if regions not in self._watched:
+            self._watched.append(regions)
+            regions.selected_data.events.items_changed.connect(lambda *_, ly=regions: self._zoom_to(ly))
+
+    def _list_regions(self, scores) -> None:
+        """The region list: every region of ``scores`` by rank, with its score."""
+        self.region_list.clear()
+        for score in scores:
+            for rank, value in zip(score.ranks, score.scores, strict=True):
+                self.region_list.addItem(f"{roi_label(score)} #{rank}: {value:.4f}")
 
     def _show_classes(self, score) -> None:
         while self.classes.count():
