@@ -83,6 +83,7 @@ class TileView:
     scores: np.ndarray
     ranks: np.ndarray
     distribution_box_level0: tuple[float, float, float, float]
+    padded_fraction: float = 0.0  # tiles are planned inside the slide
 
 
 class HeatMap:

@@ -20,9 +20,8 @@ def concentration_text(score: RoiScore) -> str:
         f"max/min cell {c['max_over_min']:.2f}x; top-{k} mass {100 * c['topk_mass']:.1f} % "
         f"(uniform {100 * k / n:.1f} %); effective regions {c['effective_regions']:.0f} of {n}"
     )
-    padded = getattr(score, "padded_fraction", 0.0)  # a whole-slide cell lies inside the slide
-    if padded > 0:
-        text += f"; {100 * padded:.0f} % padding"
+    if score.padded_fraction > 0:
+        text += f"; {100 * score.padded_fraction:.0f} % padding"
     return text
 
 
