@@ -10,6 +10,7 @@ from scorenet.checkpoint import save_checkpoint
 from scorenet.demo_data import DEMO_MODEL_OVERRIDES
 from scorenet.errors import CheckpointError
 from scorenet.model import build_model
+from scorenet.model_cache import ModelCache
 
 from napari_scorenet._widgets import _workers
 from napari_scorenet._widgets._workers import cached_model
@@ -19,7 +20,7 @@ CLASSES = ["carcinoma", "stroma"]
 
 @pytest.fixture(autouse=True)
 def empty_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_workers, "_MODELS", {})
+    monkeypatch.setattr(_workers, "_MODELS", ModelCache())
 
 
 def _save(path: Path, seed: int) -> torch.nn.Module:
@@ -60,4 +61,15 @@ def test_a_missing_checkpoint_is_refused_and_not_cached(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(CheckpointError, match="not found"):
         cached_model(path, "cpu")
-    assert _workers._MODELS == {}
+    assert len(_workers._MODELS) == 0
+
+
+def test_a_cache_of_one_model_keeps_only_the_last_checkpoint(tmp_path: Path) -> None:
+    cache = ModelCache(max_models=1)  # what a cohort worker keeps
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    _save(first, seed=0), _save(second, seed=1)
+    model_a, _ = cache.get(first, "cpu")
+    assert cache.get(first, "cpu")[0] is model_a
+    model_b, _ = cache.get(second, "cpu")
+    assert len(cache) == 1 and not _same_weights(model_a, model_b)
+    assert cache.get(first, "cpu")[0] is not model_a  # loaded again: it was let go

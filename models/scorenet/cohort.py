@@ -201,25 +201,19 @@ def _row(slide: CohortSlide, status: str, **values: Any) -> dict[str, Any]:
 # ---- the task run on a worker ----------------------------------------------------------------------
 
 _MODEL_LOCK = threading.Lock()
-_MODEL: dict[tuple, tuple] = {}  # one entry: (checkpoint, mtime, size, device) -> (model, info)
+_MODEL: Any = None  # a ModelCache made on first use (the parser imports no torch)
 
 
 def cached_model(checkpoint: str, device: str = "auto") -> tuple[Any, Any]:
-    """The checkpoint's ``(model, info)``, loaded once per process and again when the file changes."""
-    from .checkpoint import load_checkpoint
-    from .inference import resolve_device
+    """The checkpoint's ``(model, info)``, loaded once per process and again when the file changes;
+    a worker holds the model of the run it serves, no more."""
+    global _MODEL
+    from .model_cache import ModelCache
 
-    target = resolve_device(device)
-    try:
-        stat = os.stat(checkpoint)
-    except OSError:
-        return load_checkpoint(checkpoint, map_location=target)  # its own error, naming the file
-    key = (os.path.abspath(checkpoint), stat.st_mtime_ns, stat.st_size, str(target))
     with _MODEL_LOCK:
-        if key not in _MODEL:
-            _MODEL.clear()
-            _MODEL[key] = load_checkpoint(checkpoint, map_location=target)
-        return _MODEL[key]
+        if _MODEL is None:
+            _MODEL = ModelCache(max_models=1)
+    return _MODEL.get(checkpoint, device)
 
 
 def score_cohort_slide(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scorenet.checkpoint import CheckpointInfo, load_checkpoint
-from scorenet.inference import resolve_device
+from scorenet.checkpoint import CheckpointInfo
 from scorenet.model import ScoreNet
+from scorenet.model_cache import ModelCache
 
-# (path, device) -> (the file's (inode, mtime, size) when loaded, (model, info)): one entry per path and
-# device, so retraining into the same file replaces the model instead of adding one
-_MODELS: dict[tuple[str, str], tuple[tuple[int, int, int] | None, tuple[ScoreNet, CheckpointInfo]]] = {}
+# one model per checkpoint and device; retraining into the same file replaces it instead of adding one
+_MODELS = ModelCache()
 
 
 def default_checkpoint_path() -> Path:
@@ -28,18 +27,4 @@ def missing_checkpoint_message(path: str | Path) -> str:
 def cached_model(path: str | Path, device: str = "auto") -> tuple[ScoreNet, CheckpointInfo]:
     """(model, info) of the checkpoint at ``path`` on ``device``, loaded again only when the file has
     changed (a run retrained into the same path); raises the checkpoint's input error."""
-    dev = resolve_device(device)
-    resolved = Path(path).resolve()
-    key = (str(resolved), str(dev))
-    try:
-        st = resolved.stat()
-        # an atomic save is a new inode; mtime and size also catch a file rewritten in place
-        stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = None  # load_checkpoint names the problem
-    cached = _MODELS.get(key)
-    if cached is None or stamp is None or cached[0] != stamp:
-        _MODELS.pop(key, None)  # free the old model before loading its replacement
-        model, info = load_checkpoint(path, map_location=dev)
-        _MODELS[key] = (stamp, (model.to(dev).eval(), info))
-    return _MODELS[key][1]
+    return _MODELS.get(path, device)
