@@ -6,13 +6,16 @@ layer update, the canvas drawn): the first click cold (model load, tiles decoded
 and, in the same run, with 2 intra-op threads forced (torch's default on this machine). The split
 re-times its three parts on the same inputs: slide read, model forward, layer update (the clicks
 re-score the same RoI, whose layers are updated in place), and the layers of a newly scored RoI
-added from scratch (the first click on a new rectangle does that instead of the update). The model is
+added from scratch (the first click on a new rectangle does that instead of the update): as the only
+scored RoI (its distribution layer builds the colour bar) and beside one already shown (the usual
+case from the second RoI on: the bar stays on the first). The model is
 the bundled checkpoint when present, else a freshly built ``scorenet_4_1`` (same size and speed).
 Run under a display, e.g. ``xvfb-run -a .venv/bin/python benchmarks/bench_score_roi_latency.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import statistics
@@ -101,7 +104,7 @@ def run(out_json: str | Path = RESULT) -> dict:
         model, _ = cached_model(ckpt, "cpu")
         slide = open_slide(slide_path)
         chosen = choose_threads()
-        read, model_t, layers, added = [], [], [], []
+        read, model_t, layers, added, added_beside = [], [], [], [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             _, image = _read_input(slide, model, ROI, LEVEL0)
@@ -121,6 +124,16 @@ def run(out_json: str | Path = RESULT) -> dict:
             show_score(viewer, widget.results[0])
             app.processEvents()
             added.append(time.perf_counter() - t0)
+        # a second RoI beside the first: the same result one pixel over, so its layers are new
+        beside = dataclasses.replace(widget.results[0], roi=(x + 1, y, w, h))
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            new = show_score(viewer, beside)
+            app.processEvents()
+            added_beside.append(time.perf_counter() - t0)
+            for layer in new:
+                viewer.layers.remove(layer)
+            app.processEvents()
         snapped = snap_roi(model, ROI, 1.0)
         slide.close()
         viewer.close()
@@ -141,6 +154,7 @@ def run(out_json: str | Path = RESULT) -> dict:
         "model_ms": _median_ms(model_t),
         "layer_update_ms": _median_ms(layers),
         "layer_add_ms": _median_ms(added),
+        "layer_add_beside_another_ms": _median_ms(added_beside),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }

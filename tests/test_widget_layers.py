@@ -60,3 +60,28 @@ def test_scoring_the_same_roi_again_updates_its_layers_in_place(
     dist_layer2, regions2 = show_score(viewer, again)
     assert dist_layer2 is dist_layer and regions2 is regions and len(viewer.layers) == n_layers
     _assert_shows(dist_layer, regions, again)
+
+
+def test_scored_rois_share_one_colour_bar_passed_on_when_its_holder_goes(make_napari_viewer, slides_dir):
+    """Every RoI's distribution is on the same fixed scale: one bar, on the first visible such layer."""
+    viewer = make_napari_viewer()
+    model = _model(0)
+    rois = [ROI, (ROI[0] + 700, ROI[1], 640, 512), (ROI[0], ROI[1] + 600, 640, 512)]
+    with open_slide(slides_dir / "cmu_small_region.svs") as slide:
+        scores = score_rois(model, slide, rois)
+    dists = [show_score(viewer, score)[0] for score in scores]
+    assert len({d.name for d in dists}) == 3
+
+    def bars():
+        return [d.colorbar.visible for d in dists if d in viewer.layers]
+
+    assert bars() == [True, False, False]
+    dists[0].visible = False
+    assert bars() == [False, True, False]
+    viewer.layers.remove(dists[1])
+    assert bars() == [False, True]  # the bar passed on to the last visible one
+    dists[0].visible = True
+    assert bars() == [True, False]
+    # re-scoring an RoI updates its layer in place: still one bar
+    show_score(viewer, scores[2])
+    assert bars() == [True, False]

@@ -6,6 +6,8 @@ import numpy as np
 from napari.utils.colormaps import Colormap
 from scorenet.inference import RoiScore
 
+from ._colour_bar import share_colour_bar
+
 
 def roi_label(score: RoiScore) -> str:
     """Stable name of an RoI, used as the prefix of its layers so re-runs update them."""
@@ -31,13 +33,16 @@ def _upsert(viewer, name: str, prefix: str, add, update):
 
 # The distribution is shown as N * P, "times uniform", on one fixed log2 scale for every RoI: a flat
 # distribution is flat white, and two RoIs (or two models) compare by colour. Values beyond the scale
-# saturate; the layer's colour bar shows the scale.
+# saturate; one colour bar, on the first visible distribution layer, shows the scale.
 LOG2_LIMITS = (-2.0, 2.0)  # 1/4 x to 4 x uniform
 X_UNIFORM_COLORMAP = Colormap(
     colors=[[0.13, 0.4, 0.85, 1.0], [1.0, 1.0, 1.0, 1.0], [0.85, 0.13, 0.13, 1.0]],
     controls=[0.0, 0.5, 1.0],
     name="log2 x uniform (1/4x blue, 1x white, 4x red)",
 )
+
+
+DISTRIBUTION_BAR = "distribution x uniform"
 
 
 def times_uniform_log2(distribution: np.ndarray) -> np.ndarray:
@@ -73,7 +78,7 @@ def show_score(viewer, score: RoiScore) -> tuple:
             translate=translate,
             contrast_limits=LOG2_LIMITS,
         )
-        layer.colorbar.visible = True
+        share_colour_bar(viewer, layer, DISTRIBUTION_BAR)
         return layer
 
     dist_layer = _upsert(viewer, f"{label} distribution", f"{label} distribution", add_dist, update_dist)

@@ -8,7 +8,10 @@ from scorenet.concentration import concentration
 from scorenet.inference import RoiScore
 from scorenet.selection import selection_probability
 
+from ._colour_bar import share_colour_bar
 from ._layers import _upsert, roi_label
+
+SELECTION_BAR = "P(selected)"
 
 
 def concentration_text(score: RoiScore) -> str:
@@ -32,7 +35,8 @@ def selection_map(model, score: RoiScore, sigma: float, k: int, num_samples: int
 
 
 def show_selection(viewer, score: RoiScore, probability: np.ndarray, sigma: float, k: int):
-    """An image layer of P(selected) over the RoI's grid, on the fixed scale 0 to 1 with a colour bar."""
+    """An image layer of P(selected) over the RoI's grid, on the fixed scale 0 to 1 (one colour bar for all
+    such layers)."""
     label = roi_label(score)
     x0, y0, x1, y1 = score.distribution_box_level0
     gh, gw = probability.shape
@@ -48,7 +52,7 @@ def show_selection(viewer, score: RoiScore, probability: np.ndarray, sigma: floa
     def add():
         layer = viewer.add_image(data, name=name, colormap="viridis", opacity=0.6, scale=scale,
                                  translate=translate, contrast_limits=(0.0, 1.0))  # fmt: skip
-        layer.colorbar.visible = True
+        share_colour_bar(viewer, layer, SELECTION_BAR)
         return layer
 
     return _upsert(viewer, name, f"{label} P(selected)", add, update)
