@@ -56,7 +56,7 @@ def run(out_json: str | Path = RESULT) -> dict:
     import napari
     from qtpy.QtWidgets import QApplication
     from scorenet.atomic import atomic_write
-    from scorenet.inference import _read_input, snap_roi
+    from scorenet.inference import read_model_input, snap_roi
     from scorenet.paths import data_dir
     from scorenet.resolution import LEVEL0
     from scorenet.slide import open_slide
@@ -107,7 +107,7 @@ def run(out_json: str | Path = RESULT) -> dict:
         read, model_t, layers, added, added_beside = [], [], [], [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
-            _, image = _read_input(slide, model, ROI, LEVEL0)
+            _, image = read_model_input(slide, model, ROI, LEVEL0)
             t1 = time.perf_counter()
             with torch.inference_mode(), intra_op_threads(chosen):
                 model(torch.from_numpy(image).permute(2, 0, 1)[None])

@@ -206,7 +206,7 @@ def padding_note(path: object, score: RoiScore) -> str:
 MAX_REGION_PADDING = 0.5
 
 
-def _read_input(
+def read_model_input(
     slide: Slide, model: ScoreNet, roi: Roi, resolution: Resolution
 ) -> tuple[RoiRead, np.ndarray]:
     """The snapped RoI read at ``resolution`` and its pixels at exactly the grid's size."""
@@ -316,7 +316,7 @@ def iter_score_rois(
     try:
         for batch in _batches(sizes, BATCH_PIXELS):
             stop_point()
-            reads = [_read_input(slide, model, rois[i], resolution) for i in batch]
+            reads = [read_model_input(slide, model, rois[i], resolution) for i in batch]
             done += len(batch)
             yield Progress("score", done, total, "step", _stage("read", results))
             stop_point()
@@ -338,7 +338,7 @@ def score_reads(
     target: torch.device,
     policy: ThreadPolicy | None,
 ) -> list[RoiScore]:
-    """One forward pass over read RoIs (from :func:`_read_input`): their scores, in order.
+    """One forward pass over read RoIs (from :func:`read_model_input`): their scores, in order.
 
     Regions mostly padding are kept from the recommendation; ``policy`` sets the CPU threads.
     """

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import ScoreNetInputError
-from .inference import _read_input, resolve_device, score_reads
+from .inference import read_model_input, resolve_device, score_reads
 from .jobs import Job, Progress, ProgressFn, StopFn, check_stop, run_job
 from .model import ScoreNet
 from .resolution import Resolution
@@ -201,7 +201,7 @@ def iter_score_slide(
     ]
 
     def read(batch: list[int]) -> list:
-        return [_read_input(slide, model, plan[i][0], resolution) for i in batch]
+        return [read_model_input(slide, model, plan[i][0], resolution) for i in batch]
 
     pool = ThreadPoolExecutor(max_workers=max(1, config.read_ahead), thread_name_prefix="scorenet-tiles")
     pending = [pool.submit(read, b) for b in batches[: config.read_ahead + 1]]
