@@ -83,6 +83,29 @@ def test_finetune_cancel_keeps_last_epoch(make_napari_viewer, qtbot, tiles, tmp_
     assert notes["warning"] and not notes["error"]
 
 
+def test_finetune_resume_after_cancel_continues_the_saved_run(
+    make_napari_viewer, qtbot, tiles, tmp_path, notes
+):
+    widget = _finetune(make_napari_viewer(), tiles, tmp_path / "run", epochs=2)
+    widget.start_button.click()
+    widget.worker.yielded.connect(lambda event: event.info.get("epoch_end") and widget.cancel())
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    first, first_steps = widget.result.history, len(widget.plot.series["loss"])
+    assert widget.result.stopped and len(first) == 1
+    assert widget.resume.isChecked() and "Resume is ticked" in widget.status.text()
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    assert not notes["error"], notes
+    result = widget.result
+    assert not result.stopped and len(result.history) == 2 and result.history[0] == first[0]
+    assert len(widget.plot.series["loss"]) == first_steps  # epoch 2 only: epoch 1 was not redone
+    widget.resume.setChecked(False)
+    widget.start_button.click()
+    assert "holds an earlier run" in notes["warning"][-1]
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+
+
 def test_bad_folders_notify(make_napari_viewer, tmp_path, notes):
     viewer = make_napari_viewer()
     widget = _finetune(viewer, tmp_path / "missing", tmp_path / "run")

@@ -97,6 +97,39 @@ def test_pretrain_cancel_keeps_last_epoch(slide_viewer, qtbot, tmp_path, notes, 
     assert _leftovers(tmp_path / "run") == []
 
 
+def test_pretrain_resume_after_cancel_continues_the_saved_run(
+    slide_viewer, qtbot, tmp_path, notes, no_tracebacks
+):
+    widget = _widget(slide_viewer, tmp_path / "run", epochs=2)
+    assert not widget.resume.isChecked()
+    widget.start_button.click()
+    widget.worker.yielded.connect(lambda event: event.info.get("epoch_end") and widget.cancel())
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    first = widget.result.history
+    assert widget.result.stopped and len(first) == 1
+    # a cancelled run ticks Resume: Run again goes on from the saved epoch, it does not start afresh
+    assert widget.resume.isChecked() and "Resume is ticked" in widget.status.text()
+    warnings = len(notes["warning"])
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert len(notes["warning"]) == warnings and not notes["error"], notes  # nothing to warn about
+    result = widget.result
+    assert not result.stopped and len(result.history) == 2 and result.history[0] == first[0]
+    assert len(widget.plot.series["loss"]) == 2  # the steps of epoch 2 only: epoch 1 was not redone
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header and epochs 1, 2
+    # starting afresh over a saved run, or resuming where none is saved, is said before the run
+    widget.resume.setChecked(False)
+    widget.start_button.click()
+    assert "holds an earlier run" in notes["warning"][-1] and str(tmp_path / "run") in notes["warning"][-1]
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    widget.out.setText(str(tmp_path / "empty"))
+    widget.resume.setChecked(True)
+    widget.start_button.click()
+    assert "no saved run to resume" in notes["warning"][-1]
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+
+
 def test_pretrain_cancel_in_first_epoch_saves_no_weights(slide_viewer, qtbot, tmp_path, notes, no_tracebacks):
     widget = _widget(slide_viewer, tmp_path / "run")
     widget.start_button.click()

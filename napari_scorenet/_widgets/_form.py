@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLayout, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLayout, QVBoxLayout, QWidget
 from scorenet.choices import Device, values
 
 DEVICES = values(Device)  # what scorenet.inference.resolve_device accepts by name
@@ -32,3 +33,25 @@ def stack_form(
         else:
             layout.addWidget(item)
     return layout
+
+
+def resume_checkbox() -> QCheckBox:
+    """The Resume option of a training widget (the library's ``resume``)."""
+    box = QCheckBox("continue the run saved in the output folder")
+    box.setToolTip(
+        "after Cancel or a crash: go on from the last finished epoch with the same options; "
+        "off: start afresh, replacing the saved run"
+    )
+    return box
+
+
+def saved_run_warning(state_file: Path, resume: bool) -> str | None:
+    """What to tell the user before a run writes into ``state_file``'s folder, or None."""
+    if resume and not state_file.is_file():
+        return f"{state_file.parent} holds no saved run to resume; starting afresh"
+    if not resume and state_file.is_file():
+        return (
+            f"{state_file.parent} holds an earlier run; starting afresh replaces it as epochs finish "
+            "(tick Resume to continue it)"
+        )
+    return None

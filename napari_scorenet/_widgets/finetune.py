@@ -19,10 +19,10 @@ from qtpy.QtWidgets import (
 from scorenet.choices import DEFAULT_RECIPE, TRAIN, Mix, Model, values
 from scorenet.jobs import Progress
 from scorenet.recipes import RECIPES
-from scorenet.train import TrainConfig, iter_train
+from scorenet.train import STATE, TrainConfig, iter_train
 
 from ._folders import PathPicker, readable_folder
-from ._form import DEVICES, stack_form
+from ._form import DEVICES, resume_checkbox, saved_run_warning, stack_form
 from ._plots import ClassBars, LinePlot
 
 # the form starts where `scorenet train` does: the default recipe on TrainConfig's defaults
@@ -61,6 +61,7 @@ class FinetuneWidget(QWidget):
         self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=TRAIN.fraction)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.resume = resume_checkbox()
         self.device.setCurrentText(TRAIN.device)
         self.start_button = QPushButton("Start", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
@@ -82,6 +83,7 @@ class FinetuneWidget(QWidget):
             ("Mixing", self.mix),
             ("Data fraction", self.fraction),
             ("Device", self.device),
+            ("Resume", self.resume),
         )
         plot_title = QLabel("Training loss / validation weighted F1")
         below = (self.bar, plot_title, self.plot, self.f1, self.status)
@@ -103,6 +105,7 @@ class FinetuneWidget(QWidget):
             device=self.device.currentText(),
             overrides=dict(self.overrides),
             init=init,
+            resume=self.resume.isChecked(),
             **chosen,
         )
         config.check()
@@ -116,6 +119,9 @@ class FinetuneWidget(QWidget):
             show_error(str(err))
             self.status.setText(str(err))
             return
+        note = saved_run_warning(config.out / STATE, config.resume)
+        if note:
+            show_warning(note)
         self._stop = False
         self.plot.clear()
         self.start_button.setEnabled(False)
@@ -155,6 +161,9 @@ class FinetuneWidget(QWidget):
         f1 = f"; validation weighted F1 {last['val_weighted_f1']:.3f}" if "val_weighted_f1" in last else ""
         epochs = len(result.history)
         self.status.setText(f"{state} after {epochs} epoch(s){f1}; best: {result.best_checkpoint}")
+        if result.stopped and epochs:  # Start again most likely means: go on
+            self.resume.setChecked(True)
+            self.status.setText(self.status.text() + "; Resume is ticked: Start continues it")
         (show_warning if result.stopped else show_info)(f"training {state}; checkpoints in {result.out}")
 
     def _done(self) -> None:

@@ -21,11 +21,18 @@ from qtpy.QtWidgets import (
 )
 from scorenet.choices import PRETRAIN, Model, values
 from scorenet.jobs import Progress
-from scorenet.pretrain import PRETRAIN_MODES, PRETRAIN_PARTS, PretrainConfig, PretrainResult, iter_pretrain
+from scorenet.pretrain import (
+    PRETRAIN_MODES,
+    PRETRAIN_PARTS,
+    STATE,
+    PretrainConfig,
+    PretrainResult,
+    iter_pretrain,
+)
 from scorenet.slide import SUPPORTED_SUFFIXES
 
 from ._folders import PathPicker, readable_folder
-from ._form import DEVICES, stack_form
+from ._form import DEVICES, resume_checkbox, saved_run_warning, stack_form
 from ._plots import LinePlot
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -79,6 +86,7 @@ class PretrainWidget(QWidget):
         self.mpp.setSpecialValueText("each source's own")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.resume = resume_checkbox()
         self.device.setCurrentText(PRETRAIN.device)
         self.start_button = QPushButton("Run", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
@@ -101,6 +109,7 @@ class PretrainWidget(QWidget):
             ("Local crops", self.local_crops),
             ("µm/px", self.mpp),
             ("Device", self.device),
+            ("Resume", self.resume),
         )
         below = (self.bar, QLabel("Pre-training loss (per step / epoch mean)"), self.plot, self.status)
         stack_form(self, rows, (self.start_button, self.cancel_button), below)
@@ -150,6 +159,7 @@ class PretrainWidget(QWidget):
             local_crops=self.local_crops.value(),
             mpp=self.mpp.value() or None,
             device=self.device.currentText(),
+            resume=self.resume.isChecked(),
         )
         config.check()
         return config
@@ -160,6 +170,9 @@ class PretrainWidget(QWidget):
         except Exception as err:  # bad input is a notification, not a traceback dialog
             self._fail(err)
             return
+        note = saved_run_warning(config.out / STATE, config.resume)
+        if note:
+            show_warning(note)
         self._stop = False
         self.result = None
         self.plot.clear()
@@ -208,6 +221,9 @@ class PretrainWidget(QWidget):
             f"{state} after {epochs} epoch(s), loss {result.history[-1]['loss']:.4g}; "
             f"weights: {result.weights} (use as Initial weights in Finetune)"
         )
+        if result.stopped:  # Run again most likely means: go on
+            self.resume.setChecked(True)
+            self.status.setText(self.status.text() + "; Resume is ticked: Run continues it")
         (show_warning if result.stopped else show_info)(f"pre-training {state}; weights: {result.weights}")
 
     def _done(self) -> None:
