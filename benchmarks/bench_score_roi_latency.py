@@ -124,7 +124,8 @@ def run(out_json: str | Path = RESULT) -> dict:
             show_score(viewer, widget.results[0])
             app.processEvents()
             added.append(time.perf_counter() - t0)
-        # a second RoI beside the first: the same result one pixel over, so its layers are new
+        # a second scored RoI: the same result under another RoI name (its layers are new, drawn
+        # exactly over the first RoI's, which stay shown)
         beside = dataclasses.replace(widget.results[0], roi=(x + 1, y, w, h))
         for _ in range(REPEATS):
             t0 = time.perf_counter()

@@ -99,9 +99,16 @@ def test_finetune_resume_after_cancel_continues_the_saved_run(
     result = widget.result
     assert not result.stopped and len(result.history) == 2 and result.history[0] == first[0]
     assert len(widget.plot.series["loss"]) == first_steps  # epoch 2 only: epoch 1 was not redone
-    widget.resume.setChecked(False)
+    assert not widget.resume.isChecked()  # finished: nothing left to continue
     widget.start_button.click()
     assert "holds an earlier run" in notes["warning"][-1]
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
+    widget.out.setText(str(tmp_path / "empty"))
+    widget.resume.setChecked(True)
+    widget.start_button.click()
+    note = notes["warning"][-1]
+    assert "no saved run to resume" in note and str(tmp_path / "empty") in note
     widget.cancel()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=90_000)
 

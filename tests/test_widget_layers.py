@@ -62,26 +62,41 @@ def test_scoring_the_same_roi_again_updates_its_layers_in_place(
     _assert_shows(dist_layer, regions, again)
 
 
-def test_scored_rois_share_one_colour_bar_passed_on_when_its_holder_goes(make_napari_viewer, slides_dir):
-    """Every RoI's distribution is on the same fixed scale: one bar, on the first visible such layer."""
-    viewer = make_napari_viewer()
+@pytest.mark.parametrize("proxied", [False, True], ids=["viewer", "menu-opened widget's proxy"])
+def test_scored_rois_share_one_colour_bar_passed_on_when_its_holder_goes(
+    make_napari_viewer, slides_dir, proxied
+):
+    """Every RoI's distribution is on the same fixed scale: one bar, on the first visible such layer,
+    whatever the user does to the layers (hide, remove, add back, move); a widget opened from the
+    Plugins menu gets napari's PublicOnlyProxy of the viewer, whose layer list is a new proxy each time."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    real = make_napari_viewer()
+    viewer = PublicOnlyProxy(real) if proxied else real
     model = _model(0)
+    handlers = len(real.layers.events.removed.callbacks)
     rois = [ROI, (ROI[0] + 700, ROI[1], 640, 512), (ROI[0], ROI[1] + 600, 640, 512)]
     with open_slide(slides_dir / "cmu_small_region.svs") as slide:
         scores = score_rois(model, slide, rois)
     dists = [show_score(viewer, score)[0] for score in scores]
+    dists = [real.layers[d.name] for d in dists]  # the layers themselves, not proxies
     assert len({d.name for d in dists}) == 3
+    assert len(real.layers.events.removed.callbacks) == handlers + 1  # connected once, not per RoI
 
     def bars():
-        return [d.colorbar.visible for d in dists if d in viewer.layers]
+        return [d.colorbar.visible for d in real.layers if d in dists]
 
     assert bars() == [True, False, False]
     dists[0].visible = False
     assert bars() == [False, True, False]
-    viewer.layers.remove(dists[1])
-    assert bars() == [False, True]  # the bar passed on to the last visible one
+    real.layers.remove(dists[1])
+    assert bars() == [False, True] and dists[2].colorbar.visible  # passed on to the last visible one
     dists[0].visible = True
     assert bars() == [True, False]
+    real.layers.insert(0, dists[1])  # added back first (a script, say): it takes the one bar
+    assert bars() == [True, False, False] and dists[1].colorbar.visible
+    real.layers.move(0, len(real.layers))  # moved to the top of the list: the bar follows the order
+    assert bars() == [True, False, False] and dists[0].colorbar.visible and not dists[1].colorbar.visible
     # re-scoring an RoI updates its layer in place: still one bar
     show_score(viewer, scores[2])
-    assert bars() == [True, False]
+    assert sum(bars()) == 1

@@ -117,8 +117,8 @@ def test_pretrain_resume_after_cancel_continues_the_saved_run(
     assert not result.stopped and len(result.history) == 2 and result.history[0] == first[0]
     assert len(widget.plot.series["loss"]) == 2  # the steps of epoch 2 only: epoch 1 was not redone
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header and epochs 1, 2
+    assert not widget.resume.isChecked()  # finished: nothing left to continue
     # starting afresh over a saved run, or resuming where none is saved, is said before the run
-    widget.resume.setChecked(False)
     widget.start_button.click()
     assert "holds an earlier run" in notes["warning"][-1] and str(tmp_path / "run") in notes["warning"][-1]
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)

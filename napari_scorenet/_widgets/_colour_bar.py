@@ -11,36 +11,79 @@ import weakref
 
 GROUP_KEY = "colour_bar_group"
 
+# layer lists and layers whose events are connected (each once: a widget may add many RoIs)
 _watched_lists: weakref.WeakSet = weakref.WeakSet()
+_watched_layers: weakref.WeakSet = weakref.WeakSet()
 
 
-def group_layers(viewer, group: str) -> list:
-    """The viewer's layers of ``group``, in layer-list order."""
-    return [ly for ly in viewer.layers if ly.metadata.get(GROUP_KEY) == group]
+def _unwrapped(obj):
+    """The object behind napari's PublicOnlyProxy (what plugin widgets opened from the menu get)."""
+    return getattr(obj, "__wrapped__", obj)
 
 
-def refresh_colour_bar(viewer, group: str) -> None:
+def group_layers(layers, group: str) -> list:
+    """The layers of ``group`` in the layer list ``layers``, in list order."""
+    return [ly for ly in layers if ly.metadata.get(GROUP_KEY) == group]
+
+
+def refresh_colour_bar(layers, group: str) -> None:
     """Show the bar on the first visible layer of ``group`` and hide the others' (only what changes is
     set: a bar that is never shown is never built)."""
-    layers = group_layers(viewer, group)
-    holder = next((ly for ly in layers if ly.visible), None)
-    for layer in layers:
+    members = group_layers(layers, group)
+    holder = next((ly for ly in members if ly.visible), None)
+    for layer in members:
         if layer.colorbar.visible != (layer is holder):
             layer.colorbar.visible = layer is holder
 
 
+def _refresh_all(layers) -> None:
+    for group in {ly.metadata.get(GROUP_KEY) for ly in layers} - {None}:
+        refresh_colour_bar(layers, group)
+
+
+def _watch_layer(layers, layer) -> None:
+    if layer not in _watched_layers:
+        _watched_layers.add(layer)
+        ref = weakref.ref(layers)  # a removed layer must not keep the list alive
+
+        def on_visible(_event) -> None:
+            if (current := ref()) is not None and layer in current:
+                refresh_colour_bar(current, layer.metadata[GROUP_KEY])
+
+        layer.events.visible.connect(on_visible)
+
+
+def _watch_list(layers) -> None:
+    if layers in _watched_lists:
+        return
+    _watched_lists.add(layers)
+    ref = weakref.ref(layers)
+
+    def on_inserted(event) -> None:
+        if (current := ref()) is not None and GROUP_KEY in event.value.metadata:
+            _watch_layer(current, event.value)  # re-added, or a copy of a group layer
+            _refresh_all(current)
+
+    def on_removed(event) -> None:
+        if (current := ref()) is not None and GROUP_KEY in event.value.metadata:
+            event.value.colorbar.visible = False  # a removed layer holds no bar, if it comes back
+            _refresh_all(current)
+
+    def on_moved(_event) -> None:
+        if (current := ref()) is not None:
+            _refresh_all(current)
+
+    layers.events.inserted.connect(on_inserted)
+    layers.events.removed.connect(on_removed)
+    layers.events.moved.connect(on_moved)
+
+
 def share_colour_bar(viewer, layer, group: str) -> None:
-    """Put ``layer`` in ``group``: the group shows one colour bar, passed on when its holder is hidden
-    or removed."""
+    """Put ``layer`` (already in ``viewer``) in ``group``: the group shows one colour bar, on its first
+    visible layer, passed on when layers are hidden, shown, moved, removed or added."""
+    layers = _unwrapped(viewer.layers)
+    layer = _unwrapped(layer)
     layer.metadata[GROUP_KEY] = group
-    layer.events.visible.connect(lambda _event: refresh_colour_bar(viewer, group))
-    if viewer.layers not in _watched_lists:
-        _watched_lists.add(viewer.layers)
-        viewer.layers.events.removed.connect(lambda event: _on_removed(viewer, event.value))
-    refresh_colour_bar(viewer, group)
-
-
-def _on_removed(viewer, layer) -> None:
-    group = layer.metadata.get(GROUP_KEY)
-    if group is not None:
-        refresh_colour_bar(viewer, group)
+    _watch_list(layers)
+    _watch_layer(layers, layer)
+    refresh_colour_bar(layers, group)

@@ -61,8 +61,8 @@ class FinetuneWidget(QWidget):
         self.fraction = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=TRAIN.fraction)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
-        self.resume = resume_checkbox()
         self.device.setCurrentText(TRAIN.device)
+        self.resume = resume_checkbox()
         self.start_button = QPushButton("Start", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -164,6 +164,8 @@ class FinetuneWidget(QWidget):
         if result.stopped and epochs:  # Start again most likely means: go on
             self.resume.setChecked(True)
             self.status.setText(self.status.text() + "; Resume is ticked: Start continues it")
+        elif not result.stopped:  # a finished run has nothing left to continue
+            self.resume.setChecked(False)
         (show_warning if result.stopped else show_info)(f"training {state}; checkpoints in {result.out}")
 
     def _done(self) -> None:

@@ -86,8 +86,8 @@ class PretrainWidget(QWidget):
         self.mpp.setSpecialValueText("each source's own")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
-        self.resume = resume_checkbox()
         self.device.setCurrentText(PRETRAIN.device)
+        self.resume = resume_checkbox()
         self.start_button = QPushButton("Run", clicked=self.run)
         self.cancel_button = QPushButton("Cancel", clicked=self.cancel, enabled=False)
         self.bar = QProgressBar()
@@ -208,7 +208,8 @@ class PretrainWidget(QWidget):
     def _on_result(self, result: PretrainResult) -> None:
         self.result = result
         epochs = len(result.history)
-        if result.collapsed:
+        if result.collapsed:  # continuing a collapsed run would only report the collapse again
+            self.resume.setChecked(False)
             self.status.setText(f"{result.collapsed} (after {epochs} epoch(s); weights: {result.weights})")
             show_warning(result.collapsed)
             return
@@ -221,8 +222,9 @@ class PretrainWidget(QWidget):
             f"{state} after {epochs} epoch(s), loss {result.history[-1]['loss']:.4g}; "
             f"weights: {result.weights} (use as Initial weights in Finetune)"
         )
-        if result.stopped:  # Run again most likely means: go on
-            self.resume.setChecked(True)
+        # Run again after a Cancel most likely means: go on; a finished run has nothing left to continue
+        self.resume.setChecked(result.stopped)
+        if result.stopped:
             self.status.setText(self.status.text() + "; Resume is ticked: Run continues it")
         (show_warning if result.stopped else show_info)(f"pre-training {state}; weights: {result.weights}")
 
