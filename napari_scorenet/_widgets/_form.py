@@ -45,6 +45,17 @@ def resume_checkbox() -> QCheckBox:
     return box
 
 
+def resume_after_run(box: QCheckBox, stopped: bool, saved_epochs: int, button: str) -> str:
+    """Tick Resume after a run stopped with epochs saved (``button`` again most likely means: go on),
+    untick it after a run that finished (nothing left to continue); what to add to the status line."""
+    if stopped and saved_epochs:
+        box.setChecked(True)
+        return f"; Resume is ticked: {button} continues it"
+    if not stopped:
+        box.setChecked(False)
+    return ""
+
+
 def saved_run_warning(state_file: Path, resume: bool) -> str | None:
     """What to tell the user before a run writes into ``state_file``'s folder, or None."""
     if resume and not state_file.is_file():

@@ -22,7 +22,7 @@ from scorenet.recipes import RECIPES
 from scorenet.train import STATE, TrainConfig, iter_train
 
 from ._folders import PathPicker, readable_folder
-from ._form import DEVICES, resume_checkbox, saved_run_warning, stack_form
+from ._form import DEVICES, resume_after_run, resume_checkbox, saved_run_warning, stack_form
 from ._plots import ClassBars, LinePlot
 
 # the form starts where `scorenet train` does: the default recipe on TrainConfig's defaults
@@ -160,12 +160,8 @@ class FinetuneWidget(QWidget):
         state = "stopped" if result.stopped else "finished"
         f1 = f"; validation weighted F1 {last['val_weighted_f1']:.3f}" if "val_weighted_f1" in last else ""
         epochs = len(result.history)
-        self.status.setText(f"{state} after {epochs} epoch(s){f1}; best: {result.best_checkpoint}")
-        if result.stopped and epochs:  # Start again most likely means: go on
-            self.resume.setChecked(True)
-            self.status.setText(self.status.text() + "; Resume is ticked: Start continues it")
-        elif not result.stopped:  # a finished run has nothing left to continue
-            self.resume.setChecked(False)
+        resume = resume_after_run(self.resume, result.stopped, epochs, "Start")
+        self.status.setText(f"{state} after {epochs} epoch(s){f1}; best: {result.best_checkpoint}{resume}")
         (show_warning if result.stopped else show_info)(f"training {state}; checkpoints in {result.out}")
 
     def _done(self) -> None:

@@ -32,7 +32,7 @@ from scorenet.pretrain import (
 from scorenet.slide import SUPPORTED_SUFFIXES
 
 from ._folders import PathPicker, readable_folder
-from ._form import DEVICES, resume_checkbox, saved_run_warning, stack_form
+from ._form import DEVICES, resume_after_run, resume_checkbox, saved_run_warning, stack_form
 from ._plots import LinePlot
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -218,14 +218,11 @@ class PretrainWidget(QWidget):
             show_warning("pre-training stopped before the first epoch ended; nothing saved")
             return
         state = "stopped" if result.stopped else "finished"
+        resume = resume_after_run(self.resume, result.stopped, epochs, "Run")
         self.status.setText(
             f"{state} after {epochs} epoch(s), loss {result.history[-1]['loss']:.4g}; "
-            f"weights: {result.weights} (use as Initial weights in Finetune)"
+            f"weights: {result.weights} (use as Initial weights in Finetune){resume}"
         )
-        # Run again after a Cancel most likely means: go on; a finished run has nothing left to continue
-        self.resume.setChecked(result.stopped)
-        if result.stopped:
-            self.status.setText(self.status.text() + "; Resume is ticked: Run continues it")
         (show_warning if result.stopped else show_info)(f"pre-training {state}; weights: {result.weights}")
 
     def _done(self) -> None:
